@@ -38,7 +38,10 @@ def _load_module_source(spec: str) -> Any:
     import torch
 
     if callable(obj) and not isinstance(obj, torch.nn.Module):
-        obj = obj()
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise UserError(f"{spec}: calling it without arguments failed ({exc})") from exc
     return obj
 
 
