@@ -84,6 +84,14 @@ def clean_name(name: str) -> str:
     return name
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ``layers.2`` before ``layers.10`` (files store names alphabetically)."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(name))
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from layerscope.adapters import safetensors as st
-from layerscope.adapters.base import LayerWeights, Source, SourceError, one_line
+from layerscope.adapters.base import LayerWeights, Source, SourceError, natural_key, one_line
 from layerscope.adapters.state_dict import (
     CHECKPOINT_SUFFIXES,
     flatten_tensors,
@@ -93,7 +93,7 @@ class ShardedSource:
         self.allow_unsafe_pickle = allow_unsafe_pickle
         self._weight_map = _read_index(index)
         self._shards: dict[str, list[str]] = {}
-        for key, shard in sorted(self._weight_map.items(), key=lambda item: item[1]):
+        for key, shard in sorted(self._weight_map.items(), key=lambda kv: natural_key(kv[1])):
             self._shards.setdefault(shard, []).append(key)
         kind = (
             "safetensors" if index.name.lower().endswith(".safetensors" + INDEX_SUFFIX) else "torch"

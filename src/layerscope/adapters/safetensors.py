@@ -15,7 +15,13 @@ from typing import Any, NamedTuple
 import torch
 from safetensors import SafetensorError, safe_open
 
-from layerscope.adapters.base import LayerWeights, SourceError, clean_name, one_line
+from layerscope.adapters.base import (
+    LayerWeights,
+    SourceError,
+    clean_name,
+    natural_key,
+    one_line,
+)
 
 # safetensors header dtype codes -> torch dtype names (as in ``dtype_name``).
 _DTYPES = {
@@ -47,7 +53,11 @@ class TensorEntry(NamedTuple):
 
 
 def read_header(path: Path) -> list[TensorEntry]:
-    """The tensors a safetensors file holds, in header order, without reading their data."""
+    """The tensors a safetensors file holds, without reading their data.
+
+    The header stores names alphabetically (``layers.10`` before ``layers.2``); they are
+    returned in natural order so results follow the model's depth.
+    """
     try:
         with safe_open(str(path), framework="pt") as handle:
             entries = []
@@ -57,7 +67,7 @@ def read_header(path: Path) -> list[TensorEntry]:
                 code = str(tensor_slice.get_dtype())
                 shape = tuple(int(size) for size in tensor_slice.get_shape())
                 entries.append(TensorEntry(key, shape, _DTYPES.get(code, code.lower())))
-            return entries
+            return sorted(entries, key=lambda e: natural_key(e.key))
     except (SafetensorError, OSError) as exc:
         raise SourceError(f"cannot read safetensors file {path}: {one_line(exc)}") from exc
 
