@@ -26,7 +26,9 @@ def test_table_and_json_out(
     model_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "res.json"
-    assert main(["scan", str(model_file), "--all", "--out", str(out)]) == 0
+    csv = tmp_path / "res.csv"
+    assert main(["scan", str(model_file), "--all", "--out", str(out), "--out", str(csv)]) == 0
+    assert csv.read_text().startswith("layer_id,name")
     text = capsys.readouterr().out
     assert "a.weight" in text and "Summary" in text
     data = json.loads(out.read_text())

@@ -53,27 +53,27 @@ def _resolve_source(arg: str) -> Any:
     raise UserError(f"{arg}: no such file or directory")
 
 
-def _file_format(args: argparse.Namespace) -> str:
-    """Format of the ``--out`` file: ``--format`` if it names a file format, else the suffix."""
-    if args.format and args.format != "table":
-        return str(args.format)
-    suffix = Path(args.out).suffix.lstrip(".").lower()
+def _file_format(args: argparse.Namespace, path: str) -> str:
+    """Format of an ``--out`` file: its suffix, else ``--format`` if that names a file format."""
+    suffix = Path(path).suffix.lstrip(".").lower()
     if suffix in FORMATS[1:]:
         return suffix
-    raise UserError(f"--out {args.out}: cannot infer the format; pass --format json|csv|parquet")
+    if args.format and args.format != "table":
+        return str(args.format)
+    raise UserError(f"--out {path}: cannot infer the format; use .json/.csv/.parquet or --format")
 
 
 def _emit(result: ScanResult, args: argparse.Namespace, console: Console) -> None:
-    """Write ``--out`` (atomically) and print the table or the raw format to stdout."""
+    """Write every ``--out`` (atomically) and print the table or the raw format to stdout."""
     fmt = args.format or "table"
-    if args.out:
-        file_fmt = _file_format(args)
+    for path in args.out:
+        file_fmt = _file_format(args, path)
         if file_fmt == "json":
-            result.to_json(args.out)
+            result.to_json(path)
         elif file_fmt == "csv":
-            result.to_csv(args.out)
+            result.to_csv(path)
         else:
-            result.to_parquet(args.out)
+            result.to_parquet(path)
     if fmt == "table" or args.out:
         if not args.quiet:
             from layerscope.report.terminal import render_scan
@@ -105,8 +105,8 @@ def _scan_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """``layerscope scan``: analyse a model and print/write the per-layer results."""
-    if args.out:
-        _file_format(args)  # fail on a bad --out before the work, not after
+    for path in args.out:
+        _file_format(args, path)  # fail on a bad --out before the work, not after
     # Piped output keeps full rows instead of folding to 80 columns.
     out = Console(width=None if sys.stdout.isatty() else 220)
     err = Console(stderr=True, soft_wrap=True)
@@ -129,7 +129,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         result = scan(source, progress=on_progress, **options)
     _emit(result, args, out)
     if args.out and not args.quiet:
-        err.print(f"wrote {args.out}")
+        err.print(f"wrote {', '.join(args.out)}")
     return 0
 
 
@@ -152,7 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=FORMATS, help="output format (default: table, or from --out)"
     )
-    p.add_argument("--out", "-o", help="also write results to FILE (.json/.csv/.parquet)")
+    p.add_argument(
+        "--out",
+        "-o",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also write results to FILE (.json/.csv/.parquet); repeatable",
+    )
     p.add_argument(
         "--all", action="store_true", help="every metric, incl. traps (same as --metrics all)"
     )
