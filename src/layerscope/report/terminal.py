@@ -32,7 +32,7 @@ def _num(value: Any, fmt: str = ".2f") -> str:
 
 def _verdict_text(row: pd.Series) -> Text:
     if row.get("status", "ok") != "ok":
-        return Text("failed", style="bold red")
+        return Text("n/a", style="bold red")
     verdict = str(row.get("verdict", "unknown"))
     text = Text(verdict, style=VERDICT_STYLE.get(verdict, ""))
     if row.get("fit_quality", "good") != "good":
@@ -107,7 +107,7 @@ def summary_table(result: ScanResult) -> Table:
         ("count_over_trained", "over-trained (alpha < 2)", "red"),
         ("count_traps", "correlation traps", "magenta"),
         ("count_shaky_fits", "shaky fits (?)", "dim"),
-        ("num_failed", "failed", "red"),
+        ("num_failed", "not analysable (see note)", "red"),
     ]:
         if key in s:
             table.add_row(Text(label, style=style), str(s[key]))
