@@ -1,4 +1,4 @@
-"""GPU code paths: same eigenvalues and scan results on CUDA as on the CPU (skipped without a GPU)."""
+"""GPU code paths: same eigenvalues and scan results on CUDA as on the CPU (skip without GPU)."""
 
 from __future__ import annotations
 

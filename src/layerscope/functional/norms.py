@@ -41,11 +41,17 @@ def numerical_rank(evals: FloatArray, N: int) -> int:
 
 
 def matrix_entropy(evals: FloatArray, N: int) -> float:
-    """Normalised spectral entropy −Σ p ln p / ln(rank), in [0, 1] (1 = flat spectrum)."""
+    """Normalised spectral entropy −Σ p ln p / ln(rank), in [0, 1] (1 = flat spectrum).
+
+    A rank-1 spectrum has entropy 0. (WeightWatcher returns ≈206 there: −Σ p ln p ≈ 2e-8
+    from the 1e-10 added to every p, divided by ln(1 + 1e-10); the only case we differ.)
+    """
     ev = np.clip(np.asarray(evals, dtype=np.float64), 0.0, None)
+    rank = numerical_rank(ev, N)
+    if rank <= 1:
+        return 0.0
     p = ev / np.sum(ev) + ENTROPY_EPS
-    rank = numerical_rank(ev, N) + ENTROPY_EPS
-    return float(-np.sum(p * np.log(p)) / np.log(rank))
+    return float(-np.sum(p * np.log(p)) / np.log(rank + ENTROPY_EPS))
 
 
 @dataclass(frozen=True)

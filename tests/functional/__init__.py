@@ -1,0 +1,1 @@
+"""Tests of the pure functional core against closed forms, scipy and naive loops."""
