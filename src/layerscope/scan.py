@@ -13,28 +13,21 @@ from __future__ import annotations
 
 import fnmatch
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from layerscope import metrics as registry
-from layerscope import spectrum
 from layerscope.adapters import LayerWeights, Source, open_source
-from layerscope.functional.powerlaw import EVALS_THRESH
-from layerscope.matrices import MIN_EVALS, MatrixPlan, Skipped, plan_matrices
+from layerscope.analysis import Analyser
+from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
+from layerscope.options import ScanOptions
 from layerscope.results import ID_COLUMNS, SKIPPED_COLUMNS, STATUS_COLUMNS, ScanResult, summarize
-
-RowAndSpectrum = tuple[dict[str, Any], Any]
-# WeightWatcher pools this many shuffles when a layer has fewer than 100 eigenvalues.
-SMALL_LAYER_EVALS = 100
-SMALL_LAYER_REPLICAS = 5
 
 
 @dataclass(frozen=True)
@@ -44,33 +37,6 @@ class ProgressEvent:
     done: int
     total: int
     name: str
-
-
-@dataclass(frozen=True)
-class ScanOptions:
-    """Validated options of :func:`scan` (see its docstring)."""
-
-    metrics: str | tuple[str, ...] = "default"
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    kinds: tuple[str, ...] = ()
-    min_size: int = 0
-    seed: int = 0
-    device: str = "auto"
-    jobs: int = 1
-    precision: str = "float64"
-    keep_spectra: bool = False
-    allow_unsafe_pickle: bool = False
-
-    def __post_init__(self) -> None:
-        registry.resolve(self.metrics)
-        if self.jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
-        if self.min_size < 0:
-            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
-        if self.precision not in ("float64", "float32"):
-            raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
-        spectrum.resolve_device(self.device)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -89,85 +55,6 @@ def _selection_reason(plan: MatrixPlan, opts: ScanOptions) -> str | None:
     if opts.min_size > plan.M:
         return f"smaller than --min-size {opts.min_size} (min dimension {plan.M})"
     return None
-
-
-def _seed_for(seed: int, name: str) -> int:
-    """Per-matrix seed: independent of scan order and of ``jobs``."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
-
-
-def _check_values(slices: torch.Tensor, plan: MatrixPlan) -> str | None:
-    if plan.M * plan.num_slices < MIN_EVALS:
-        return f"too small: {plan.M * plan.num_slices} eigenvalues < {MIN_EVALS}"
-    if not bool(torch.isfinite(slices).all()):
-        return "non-finite values (NaN/Inf)"
-    if not bool(slices.any()):
-        return "all zeros"
-    return None
-
-
-class _Analyser:
-    """Runs the per-matrix pipeline for one scan (options and metric specs fixed)."""
-
-    def __init__(self, opts: ScanOptions) -> None:
-        self.opts = opts
-        self.specs = registry.resolve(opts.metrics)
-        self.shuffle = any(s.needs_shuffle for s in self.specs)
-        self.device = spectrum.resolve_device(opts.device)
-        self.precision: spectrum.Precision = "float32" if opts.precision == "float32" else "float64"
-
-    def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
-        return spectrum.eigenvalues(slices, self.precision, self.device) * scale
-
-    def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
-        evals = self.eig(slices, plan.eig_scale)
-        if not self.shuffle:
-            return registry.LayerSpectra(evals, plan.N, plan.M)
-        gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
-        replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
-        shuffled = [
-            self.eig(spectrum.shuffle_entries(slices, gen), plan.eig_scale) for _ in range(replicas)
-        ]
-        pooled = np.sort(np.concatenate(shuffled))
-        return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
-
-    def matrix(self, plan: MatrixPlan, tensor: torch.Tensor) -> tuple[dict[str, Any], Any]:
-        slices = plan.extract(tensor)
-        bad = _check_values(slices, plan)
-        if bad is not None:
-            return {"status": bad}, None
-        spectra = self.spectra(plan, slices)
-        if np.count_nonzero(spectra.evals > EVALS_THRESH) < 2:
-            return {"status": "degenerate spectrum: fewer than 2 eigenvalues above 1e-5"}, None
-        row = registry.compute_row(spectra, self.specs)
-        verdict, reason = registry.verdict(row)
-        row.update(
-            status="ok", verdict=verdict, reason=reason, warning=registry.warning(row["alpha"])
-        )
-        return row, spectra.evals
-
-    def layer(
-        self, layer: LayerWeights, plans: list[MatrixPlan]
-    ) -> list[tuple[dict[str, Any], Any]]:
-        try:
-            tensor = layer.load()
-        except (ValueError, RuntimeError, OSError) as exc:
-            msg = f"corrupt tensor: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            return [({"status": msg}, None) for _ in plans]
-        out = []
-        for plan in plans:
-            row, evals = self.matrix(plan, tensor)
-            ident = {
-                "name": plan.name,
-                "kind": plan.kind,
-                "N": plan.N,
-                "M": plan.M,
-                "num_slices": plan.num_slices,
-                "param": plan.param,
-                "dtype": layer.dtype,
-            }
-            out.append(({**ident, **row}, evals))
-        return out
 
 
 def _plan_source(
@@ -193,7 +80,7 @@ def _plan_source(
 
 
 def _run(
-    work: list[tuple[LayerWeights, list[MatrixPlan]]], analyser: _Analyser, jobs: int
+    work: list[tuple[LayerWeights, list[MatrixPlan]]], analyser: Analyser, jobs: int
 ) -> Iterator[list[tuple[dict[str, Any], Any]]]:
     """Yield each tensor's rows in source order, at most ``2·jobs`` tensors in flight."""
     if jobs == 1:
@@ -255,7 +142,7 @@ def scan(
     started = time.perf_counter()
     src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
     work, skipped = _plan_source(src, opts)
-    analyser = _Analyser(opts)
+    analyser = Analyser(opts)
     total = sum(len(plans) for _, plans in work)
     rows: list[dict[str, Any]] = []
     spectra: dict[str, Any] = {}

@@ -1,0 +1,104 @@
+"""The per-matrix pipeline shared by scan and compare: slices -> spectra -> metric row."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from layerscope import metrics as registry
+from layerscope import spectrum
+from layerscope.adapters import LayerWeights
+from layerscope.functional.powerlaw import EVALS_THRESH
+from layerscope.matrices import MIN_EVALS, MatrixPlan
+from layerscope.options import ScanOptions
+
+RowAndSpectrum = tuple[dict[str, Any], Any]
+# WeightWatcher pools this many shuffles when a layer has fewer than 100 eigenvalues.
+SMALL_LAYER_EVALS = 100
+SMALL_LAYER_REPLICAS = 5
+
+
+def _seed_for(seed: int, name: str) -> int:
+    """Per-matrix seed: independent of scan order and of ``jobs``."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def _check_values(slices: torch.Tensor, plan: MatrixPlan) -> str | None:
+    if plan.M * plan.num_slices < MIN_EVALS:
+        return f"too small: {plan.M * plan.num_slices} eigenvalues < {MIN_EVALS}"
+    if not bool(torch.isfinite(slices).all()):
+        return "non-finite values (NaN/Inf)"
+    if not bool(slices.any()):
+        return "all zeros"
+    return None
+
+
+class Analyser:
+    """Runs the per-matrix pipeline (options and metric specs fixed for a scan or compare)."""
+
+    def __init__(self, opts: ScanOptions) -> None:
+        self.opts = opts
+        self.specs = registry.resolve(opts.metrics)
+        self.shuffle = any(s.needs_shuffle for s in self.specs)
+        self.device = spectrum.resolve_device(opts.device)
+        self.precision: spectrum.Precision = "float32" if opts.precision == "float32" else "float64"
+
+    def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return spectrum.eigenvalues(slices, self.precision, self.device) * scale
+
+    def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
+        evals = self.eig(slices, plan.eig_scale)
+        if not self.shuffle:
+            return registry.LayerSpectra(evals, plan.N, plan.M)
+        gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
+        replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
+        shuffled = [
+            self.eig(spectrum.shuffle_entries(slices, gen), plan.eig_scale) for _ in range(replicas)
+        ]
+        pooled = np.sort(np.concatenate(shuffled))
+        return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
+
+    def analyse(self, plan: MatrixPlan, slices: torch.Tensor) -> RowAndSpectrum:
+        """Metrics row (with status and verdict) and eigenvalues of one plan's slices."""
+        bad = _check_values(slices, plan)
+        if bad is not None:
+            return {"status": bad}, None
+        return self.rate(self.spectra(plan, slices), self.specs)
+
+    def rate(
+        self, spectra: registry.LayerSpectra, specs: tuple[registry.MetricSpec, ...]
+    ) -> RowAndSpectrum:
+        """Run ``specs`` on a spectrum and add status, verdict, reason and warning."""
+        if np.count_nonzero(spectra.evals > EVALS_THRESH) < 2:
+            return {"status": "degenerate spectrum: fewer than 2 eigenvalues above 1e-5"}, None
+        row = registry.compute_row(spectra, specs)
+        verdict, reason = registry.verdict(row)
+        row.update(
+            status="ok", verdict=verdict, reason=reason, warning=registry.warning(row["alpha"])
+        )
+        return row, spectra.evals
+
+    def layer(self, layer: LayerWeights, plans: list[MatrixPlan]) -> list[RowAndSpectrum]:
+        """Load one tensor and analyse every matrix planned from it."""
+        try:
+            tensor = layer.load()
+        except (ValueError, RuntimeError, OSError) as exc:
+            msg = f"corrupt tensor: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            return [({"status": msg}, None) for _ in plans]
+        out = []
+        for plan in plans:
+            row, evals = self.analyse(plan, plan.extract(tensor))
+            ident = {
+                "name": plan.name,
+                "kind": plan.kind,
+                "N": plan.N,
+                "M": plan.M,
+                "num_slices": plan.num_slices,
+                "param": plan.param,
+                "dtype": layer.dtype,
+            }
+            out.append(({**ident, **row}, evals))
+        return out

@@ -1,0 +1,35 @@
+"""Validated options of the entry points (one dataclass per entry point)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from layerscope import metrics as registry
+from layerscope import spectrum
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """Validated options of :func:`scan` (see its docstring)."""
+
+    metrics: str | tuple[str, ...] = "default"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    min_size: int = 0
+    seed: int = 0
+    device: str = "auto"
+    jobs: int = 1
+    precision: str = "float64"
+    keep_spectra: bool = False
+    allow_unsafe_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        registry.resolve(self.metrics)
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        if self.min_size < 0:
+            raise ValueError(f"min_size must be >= 0, got {self.min_size}")
+        if self.precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
+        spectrum.resolve_device(self.device)
