@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from layerscope import __version__
 from layerscope.adapters import SourceError
-from layerscope.results import ScanResult
-from layerscope.scan import ProgressEvent, scan
+from layerscope.results import ScanResult, TableResult
+from layerscope.scan import ProgressEvent
 
 FORMATS = ("table", "json", "csv", "parquet")
+EXIT_GATE = 1
 EXIT_USAGE = 2
 
 
@@ -63,32 +64,78 @@ def _file_format(args: argparse.Namespace, path: str) -> str:
     raise UserError(f"--out {path}: cannot infer the format; use .json/.csv/.parquet or --format")
 
 
-def _emit(result: ScanResult, args: argparse.Namespace, console: Console) -> None:
+def _stdout() -> Console:
+    # Piped output keeps full rows instead of folding to 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 220)
+
+
+def _emit(result: TableResult, args: argparse.Namespace, render: Callable[[Console], None]) -> None:
     """Write every ``--out`` (atomically) and print the table or the raw format to stdout."""
-    fmt = args.format or "table"
     for path in args.out:
-        file_fmt = _file_format(args, path)
-        if file_fmt == "json":
+        fmt_out = _file_format(args, path)
+        if fmt_out == "json":
             result.to_json(path)
-        elif file_fmt == "csv":
+        elif fmt_out == "csv":
             result.to_csv(path)
         else:
             result.to_parquet(path)
+    fmt = args.format or "table"
     if fmt == "table" or args.out:
         if not args.quiet:
-            from layerscope.report.terminal import render_scan
-
-            render_scan(result, console)
+            render(_stdout())
         return
     if fmt == "parquet":
         raise UserError("--format parquet needs --out FILE")
     sys.stdout.write(result.to_json() if fmt == "json" else result.layers.to_csv(index=False))
 
 
-def _scan_options(args: argparse.Namespace) -> dict[str, Any]:
-    metrics: Any = (
-        "all" if args.all else (tuple(args.metrics.split(",")) if args.metrics else "default")
+def _with_progress(args: argparse.Namespace, label: str, work: Callable[..., Any]) -> Any:
+    """Run ``work(progress=callback)`` under a transient rich progress bar on stderr."""
+    err = Console(stderr=True, soft_wrap=True)
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
     )
+    show = not args.quiet and err.is_terminal
+    with Progress(*columns, console=err, transient=True, disable=not show) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_progress(event: ProgressEvent) -> None:
+            bar.update(task, total=event.total, completed=event.done, description=event.name[-60:])
+
+        return work(progress=on_progress)
+
+
+def _rules(args: argparse.Namespace) -> list[str]:
+    from layerscope.gate import load_policy, parse_rule
+
+    rules = list(args.fail_on) + (load_policy(args.policy) if args.policy else [])
+    for rule in rules:
+        parse_rule(rule)  # a typo fails before the work, not after
+    return rules
+
+
+def _gate(args: argparse.Namespace, rules: list[str], table: Any, counts: dict[str, int]) -> int:
+    """Evaluate gate rules; print each check; exit code 1 if any fails."""
+    if not rules:
+        return 0
+    from layerscope.gate import check
+    from layerscope.report.terminal import render_gate
+
+    result = check(table, rules, counts)
+    render_gate(result, Console(stderr=True, soft_wrap=True))
+    return 0 if result.passed else EXIT_GATE
+
+
+def _scan_options(args: argparse.Namespace) -> dict[str, Any]:
+    metrics: Any = "default"
+    if args.all:
+        metrics = "all"
+    elif args.metrics:
+        metrics = tuple(args.metrics.split(","))
     return {
         "metrics": metrics,
         "include": tuple(args.include),
@@ -103,55 +150,64 @@ def _scan_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _check_outputs(args: argparse.Namespace) -> list[str]:
+    for path in args.out:
+        _file_format(args, path)
+    return _rules(args)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     """``layerscope scan``: analyse a model and print/write the per-layer results."""
-    for path in args.out:
-        _file_format(args, path)  # fail on a bad --out before the work, not after
-    # Piped output keeps full rows instead of folding to 80 columns.
-    out = Console(width=None if sys.stdout.isatty() else 220)
-    err = Console(stderr=True, soft_wrap=True)
+    from layerscope.report.terminal import render_scan
+    from layerscope.scan import scan
+
+    rules = _check_outputs(args)
     source = _resolve_source(args.source)
     options = _scan_options(args)
-    show_progress = not args.quiet and err.is_terminal
-    columns = (
-        TextColumn("[bold]scan"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
+    result = _with_progress(
+        args, "scan", lambda progress: scan(source, progress=progress, **options)
     )
-    with Progress(*columns, console=err, transient=True, disable=not show_progress) as bar:
-        task = bar.add_task("", total=None)
-
-        def on_progress(event: ProgressEvent) -> None:
-            bar.update(task, total=event.total, completed=event.done, description=event.name[-60:])
-
-        result = scan(source, progress=on_progress, **options)
-    _emit(result, args, out)
-    if args.out and not args.quiet:
-        err.print(f"wrote {', '.join(args.out)}")
-    return 0
+    _emit(result, args, lambda console: render_scan(result, console))
+    return _gate(args, rules, result.layers, {})
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for all commands."""
-    parser = argparse.ArgumentParser(
-        prog="layerscope",
-        description="See inside a neural network's layers from the weights alone.",
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``layerscope compare``: audit the update from a base model to a tuned one (or a LoRA)."""
+    from layerscope.adapters.peft import is_adapter_dir
+    from layerscope.compare import compare
+    from layerscope.report.terminal_compare import render_compare
+
+    rules = _check_outputs(args)
+    if args.tuned is None and not is_adapter_dir(args.base):
+        raise UserError(f"{args.base}: give BASE TUNED, or a PEFT adapter directory on its own")
+    base, tuned = (None, args.base) if args.tuned is None else (args.base, args.tuned)
+    base = None if base is None else _resolve_source(base)
+    tuned = _resolve_source(tuned)
+    options = {
+        **_scan_options(args),
+        "untouched_tol": args.untouched_tol,
+        "duplicate_tol": args.duplicate_tol,
+    }
+    result = _with_progress(
+        args, "compare", lambda progress: compare(base, tuned, progress=progress, **options)
     )
-    parser.add_argument("--version", action="version", version=f"layerscope {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "scan", help="per-layer spectral scan of a model (HTSR alpha, MP, traps, ERG)"
-    )
-    p.add_argument(
-        "source",
-        help="model file or directory (.safetensors, .pt, .bin, HF dir) "
-        "or a Python path pkg.module:attr to an nn.Module or a factory",
-    )
-    p.add_argument(
-        "--format", choices=FORMATS, help="output format (default: table, or from --out)"
-    )
+    _emit(result, args, lambda console: render_compare(result, console))
+    return _gate(args, rules, result.layers, result.gate_counts())
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """``layerscope diff``: compare two saved scan results without recomputing."""
+    from layerscope.diff import diff
+    from layerscope.report.terminal_compare import render_diff
+
+    rules = _check_outputs(args)
+    result = diff(ScanResult.from_json(args.run_a), ScanResult.from_json(args.run_b))
+    _emit(result, args, lambda console: render_diff(result, console))
+    return _gate(args, rules, result.layers, result.counts)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, help="stdout format (default: table)")
     p.add_argument(
         "--out",
         "-o",
@@ -161,17 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write results to FILE (.json/.csv/.parquet); repeatable",
     )
     p.add_argument(
-        "--all", action="store_true", help="every metric, incl. traps (same as --metrics all)"
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="gate: exit 1 when RULE holds, e.g. 'under-trained>20%%', 'mean(alpha)>5'; repeatable",
     )
-    p.add_argument(
-        "--metrics", help="comma-separated metric groups: esd,powerlaw,norms,mp,erg,traps"
-    )
+    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
+
+
+def _add_scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="every metric, incl. traps (= --metrics all)")
+    p.add_argument("--metrics", help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps")
     p.add_argument(
         "--include",
         action="append",
         default=[],
         metavar="PATTERN",
-        help="analyse only matrices whose name matches (glob or substring); repeatable",
+        help="analyse only matrices whose name matches (glob or substring)",
     )
     p.add_argument(
         "--exclude",
@@ -190,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-size", type=int, default=0, help="skip matrices whose smaller side is below N"
     )
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
-    p.add_argument("--jobs", "-j", type=int, default=1, help="layers analysed in parallel")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="tensors analysed in parallel")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffles used for traps")
     p.add_argument(
         "--precision",
@@ -201,15 +265,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--unsafe-pickle",
         action="store_true",
-        help="allow arbitrary unpickling of .pt/.bin files (only for files you trust)",
+        help="allow arbitrary unpickling of .pt/.bin files (only files you trust)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all commands."""
+    parser = argparse.ArgumentParser(
+        prog="layerscope",
+        description="See inside a neural network's layers from the weights alone.",
+    )
+    parser.add_argument("--version", action="version", version=f"layerscope {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("scan", help="per-layer spectral scan (HTSR alpha, MP fit, traps, ERG)")
+    p.add_argument(
+        "source",
+        help="model file or directory (.safetensors, .pt, .bin, HF dir) "
+        "or pkg.module:attr naming an nn.Module or a factory",
+    )
+    _add_scan_options(p)
+    _add_output_options(p)
     p.set_defaults(func=cmd_scan)
+    p = sub.add_parser("compare", help="audit a fine-tune: the update tuned - base, or a LoRA")
+    p.add_argument("base", help="base model (or a PEFT adapter directory on its own)")
+    p.add_argument("tuned", nargs="?", help="tuned or merged model, or a PEFT adapter directory")
+    p.add_argument(
+        "--untouched-tol",
+        type=float,
+        default=1e-6,
+        help="relative update below which a matrix counts as untouched",
+    )
+    p.add_argument(
+        "--duplicate-tol",
+        type=float,
+        default=1e-4,
+        help="relative distance below which two matrices count as duplicated",
+    )
+    _add_scan_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("diff", help="difference of two saved scan results (JSON), no recomputing")
+    p.add_argument("run_a", help="earlier scan result (.json)")
+    p.add_argument("run_b", help="later scan result (.json)")
+    _add_output_options(p)
+    p.set_defaults(func=cmd_diff)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (0 ok, 2 user error)."""
+    """Entry point: 0 ok, 1 a gate rule failed, 2 user error."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

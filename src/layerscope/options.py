@@ -33,3 +33,19 @@ class ScanOptions:
         if self.precision not in ("float64", "float32"):
             raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
         spectrum.resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class CompareOptions(ScanOptions):
+    """Validated options of :func:`layerscope.compare`: scan options plus the audit's own."""
+
+    untouched_tol: float = 1e-6
+    duplicate_tol: float = 1e-4
+    duplicates: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.untouched_tol < 1.0:
+            raise ValueError(f"untouched_tol must be in [0, 1), got {self.untouched_tol}")
+        if not 0.0 <= self.duplicate_tol < 1.0:
+            raise ValueError(f"duplicate_tol must be in [0, 1), got {self.duplicate_tol}")

@@ -54,7 +54,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         raise
 
 
-def _json_value(v: Any) -> Any:
+def json_value(v: Any) -> Any:
     if isinstance(v, float | np.floating):
         return None if not math.isfinite(float(v)) else float(v)
     if isinstance(v, np.integer):
@@ -80,12 +80,60 @@ def summarize(layers: pd.DataFrame) -> dict[str, Any]:
         summary["count_shaky_fits"] = int((ok["fit_quality"] != "good").sum())
     for col in SUMMARY_MEANS:
         if col in ok and len(ok):
-            summary[col] = _json_value(pd.to_numeric(ok[col], errors="coerce").mean())
+            summary[col] = json_value(pd.to_numeric(ok[col], errors="coerce").mean())
     return summary
 
 
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as JSON-ready dicts (NaN/Inf -> None, numpy scalars -> Python)."""
+    rows = frame.to_dict(orient="records")
+    return [{str(k): json_value(v) for k, v in rec.items()} for rec in rows]
+
+
+def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """Load a result file written by ``to_json`` and check its schema version and kind."""
+    try:
+        data: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable layerscope JSON result ({exc})") from exc
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: unsupported schema version {data.get('schema_version')!r}")
+    if data.get("kind", "scan") != kind:
+        raise ValueError(f"{path}: a {data.get('kind', 'scan')} result, expected a {kind} result")
+    return data
+
+
+class TableResult:
+    """Shared writers of results whose main content is the ``layers`` table."""
+
+    layers: pd.DataFrame
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Serialise to JSON; write atomically to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=2, default=str)
+        if path is not None:
+            atomic_write(path, lambda h: h.write(text.encode()))
+        return text
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the per-matrix table as CSV (atomically)."""
+        atomic_write(path, lambda h: h.write(self.layers.to_csv(index=False).encode()))
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        """Write the per-matrix table as Parquet (needs ``pyarrow``; atomically)."""
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            msg = "parquet output needs pyarrow: pip install 'layerscope[parquet]'"
+            raise ValueError(msg) from exc
+        atomic_write(path, lambda h: self.layers.to_parquet(h, index=False))
+
+
 @dataclass
-class ScanResult:
+class ScanResult(TableResult):
     """The result of :func:`layerscope.scan`.
 
     Attributes:
@@ -106,42 +154,16 @@ class ScanResult:
         """JSON-ready dict: schema version, meta, summary, layers, skipped."""
         return {
             "schema_version": SCHEMA_VERSION,
+            "kind": "scan",
             "meta": self.meta,
-            "summary": {k: _json_value(v) for k, v in self.summary.items()},
-            "layers": [
-                {k: _json_value(v) for k, v in rec.items()}
-                for rec in self.layers.to_dict(orient="records")
-            ],
+            "summary": {k: json_value(v) for k, v in self.summary.items()},
+            "layers": records(self.layers),
             "skipped": self.skipped.to_dict(orient="records"),
         }
-
-    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
-        """Serialise to JSON; write atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, default=str)
-        if path is not None:
-            atomic_write(path, lambda h: h.write(text.encode()))
-        return text
-
-    def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the per-layer table as CSV (atomically)."""
-        atomic_write(path, lambda h: h.write(self.layers.to_csv(index=False).encode()))
-
-    def to_parquet(self, path: str | os.PathLike[str]) -> None:
-        """Write the per-layer table as Parquet (needs ``pyarrow``; atomically)."""
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:
-            raise ValueError(
-                "parquet output needs pyarrow: pip install 'layerscope[parquet]'"
-            ) from exc
-        atomic_write(path, lambda h: self.layers.to_parquet(h, index=False))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScanResult:
         """Inverse of :meth:`to_dict`."""
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"unsupported scan result schema version {version!r}")
         layers = pd.DataFrame.from_records(list(data["layers"]))
         skipped = pd.DataFrame.from_records(list(data["skipped"]), columns=list(SKIPPED_COLUMNS))
         return cls(layers, skipped, dict(data["summary"]), dict(data["meta"]))
@@ -149,8 +171,4 @@ class ScanResult:
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> ScanResult:
         """Read a result written by :meth:`to_json`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable layerscope JSON result ({exc})") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path, "scan"))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from layerscope.gate import GateResult
 from layerscope.results import ScanResult
 
 VERDICT_STYLE = {
@@ -22,7 +23,7 @@ VERDICT_STYLE = {
 }
 
 
-def _num(value: Any, fmt: str = ".2f") -> str:
+def fmt_num(value: Any, fmt: str = ".2f") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     if isinstance(value, float) and fmt == "d":
@@ -78,17 +79,17 @@ def layer_table(result: ScanResult) -> Table:
             escape(str(row["name"])),
             str(row["kind"]),
             f"{row['N']}×{row['M']}" + (f"×{row['num_slices']}" if row["num_slices"] > 1 else ""),
-            f"{_num(row.get('alpha'))} ± {_num(row.get('sigma'))}",
-            _num(row.get("num_pl_spikes"), "d"),
-            _num(row.get("D"), ".3f"),
-            _num(row.get("log_norm")),
-            _num(row.get("alpha_weighted")),
-            _num(row.get("num_spikes"), "d"),
+            f"{fmt_num(row.get('alpha'))} ± {fmt_num(row.get('sigma'))}",
+            fmt_num(row.get("num_pl_spikes"), "d"),
+            fmt_num(row.get("D"), ".3f"),
+            fmt_num(row.get("log_norm")),
+            fmt_num(row.get("alpha_weighted")),
+            fmt_num(row.get("num_spikes"), "d"),
         ]
         if has_traps:
-            cells.append(_num(row.get("num_traps"), "d"))
+            cells.append(fmt_num(row.get("num_traps"), "d"))
         if has_erg:
-            cells.append(_num(row.get("ERG_gap"), "d"))
+            cells.append(fmt_num(row.get("ERG_gap"), "d"))
         table.add_row(*cells, _verdict_text(row), escape(_note(row)))
     return table
 
@@ -113,7 +114,7 @@ def summary_table(result: ScanResult) -> Table:
             table.add_row(Text(label, style=style), str(s[key]))
     for key in ("alpha", "alpha_weighted", "log_norm", "num_traps", "ERG_gap"):
         if s.get(key) is not None:
-            table.add_row(f"mean {key}", _num(float(s[key])))
+            table.add_row(f"mean {key}", fmt_num(float(s[key])))
     table.add_row("skipped tensors", str(len(result.skipped)))
     table.add_row("time", f"{result.meta.get('elapsed_s', 0):.2f} s")
     return table
@@ -140,3 +141,12 @@ def render_scan(result: ScanResult, console: Console) -> None:
         parts.append(skipped)
     parts.append(summary_table(result))
     console.print(Group(*parts))
+
+
+def render_gate(result: GateResult, console: Console) -> None:
+    """One line per gate rule: PASS/FAIL and the observed value."""
+    for c in result.checks:
+        mark = "[bold red]FAIL[/]" if c.failed else "[green]pass[/]"
+        console.print(f"gate {mark} {escape(c.rule)}: {escape(c.message)}", highlight=False)
+    verdict = "[green]gate passed[/]" if result.passed else "[bold red]gate failed[/]"
+    console.print(verdict)

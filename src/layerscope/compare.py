@@ -1,0 +1,288 @@
+"""Fine-tune audit: a tuned model against its base, or a LoRA adapter alone. Never prints.
+
+For each matrix present in both models (matched by name) the update
+ΔW = W_tuned − W_base gets the full per-layer metric set (its alpha says whether the
+update carries learned structure, alpha ≲ 6, or is near-random, alpha > 6: compute
+spent without learning), plus:
+
+    rel_update     = ‖ΔW‖_F / ‖W_base‖_F
+    spectral_ratio = ‖ΔW‖₂ / ‖W_base‖₂
+    update_rank, update_effective_rank, stable_rank (of ΔW)
+    base_alpha, tuned_alpha, delta_alpha = tuned_alpha − base_alpha
+
+Matrices whose update is zero (or below ``untouched_tol`` relative) are ``untouched``;
+identical/near-identical matrices within one model are reported as duplicated. A
+PEFT LoRA directory is analysed through its r×r core (``functional.delta``), with or
+without the base model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from layerscope.adapters import LayerWeights, Source, open_source
+from layerscope.adapters.peft import LoraFactors, is_adapter_dir, open_lora
+from layerscope.analysis import Analyser
+from layerscope.compare_result import (
+    DUPLICATED_COLUMNS,
+    MISMATCH_COLUMNS,
+    CompareResult,
+    rank_worst,
+    summarize_compare,
+)
+from layerscope.duplicates import Sketch, find_duplicates, sketch
+from layerscope.functional import delta, norms
+from layerscope.functional.powerlaw import fit_power_law
+from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
+from layerscope.metrics import LayerSpectra
+from layerscope.options import CompareOptions
+from layerscope.scan import ProgressEvent
+
+Row = dict[str, Any]
+
+
+def _alpha(evals: np.ndarray[Any, np.dtype[np.float64]]) -> float:
+    try:
+        return fit_power_law(evals).alpha
+    except ValueError:  # fewer than two non-zero eigenvalues
+        return float("nan")
+
+
+def _update_columns(d_ev: Any, base_ev: Any, N: int) -> Row:
+    return {
+        "rel_update": delta.relative_update(d_ev, base_ev),
+        "spectral_ratio": delta.spectral_ratio(d_ev, base_ev),
+        "update_rank": norms.numerical_rank(d_ev, N),
+        "update_effective_rank": delta.effective_rank(d_ev),
+    }
+
+
+class _Comparer:
+    def __init__(self, opts: CompareOptions) -> None:
+        self.opts = opts
+        self.analyser = Analyser(opts)
+        self.sketches: dict[str, list[Sketch]] = {"base": [], "tuned": []}
+
+    def pair(self, plan: MatrixPlan, wb: torch.Tensor, wt: torch.Tensor) -> Row:
+        """One matched matrix: layer alphas, update metrics, untouched check."""
+        eig = self.analyser.eig
+        base_ev, tuned_ev = eig(wb, plan.eig_scale), eig(wt, plan.eig_scale)
+        base_alpha, tuned_alpha = _alpha(base_ev), _alpha(tuned_ev)
+        row: Row = {
+            "base_alpha": base_alpha,
+            "tuned_alpha": tuned_alpha,
+            "delta_alpha": tuned_alpha - base_alpha,
+        }
+        d = wt.to(torch.float64) - wb.to(torch.float64)
+        base_norm = float(torch.linalg.vector_norm(wb.to(torch.float64)))
+        rel = float(torch.linalg.vector_norm(d)) / base_norm if base_norm else float("inf")
+        if rel <= self.opts.untouched_tol:
+            row.update(
+                status="untouched",
+                rel_update=rel,
+                verdict="untouched",
+                reason=f"update ‖ΔW‖/‖W‖ = {rel:.1e} ≤ {self.opts.untouched_tol:g}",
+            )
+            return row
+        metrics, d_ev = self.analyser.analyse(plan, d)
+        row.update(metrics)
+        if d_ev is not None:
+            row.update(_update_columns(d_ev, base_ev, plan.N))
+        return row
+
+    def tensors(
+        self, base: LayerWeights, tuned: LayerWeights, plans: list[MatrixPlan]
+    ) -> list[Row]:
+        tb, tt = base.load(), tuned.load()
+        rows = []
+        for plan in plans:
+            wb, wt = plan.extract(tb), plan.extract(tt)
+            if self.opts.duplicates:
+                self.sketches["base"].append(sketch(plan.name, wb, partial(_reload, base, plan)))
+                self.sketches["tuned"].append(sketch(plan.name, wt, partial(_reload, tuned, plan)))
+            rows.append({**_ident(plan, tuned), **self.pair(plan, wb, wt)})
+        return rows
+
+    def lora(self, f: LoraFactors, base: LayerWeights | None) -> Row:
+        B = f.B.load().to(torch.float64)
+        A = f.A.load().to(torch.float64)
+        out, inp = B.shape[0], A.shape[1]
+        N, M = max(out, inp), min(out, inp)
+        ev = delta.lowrank_eigenvalues(B.numpy(), A.numpy(), f.scale, M)
+        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
+        metrics, _ = self.analyser.rate(LayerSpectra(ev, N, M), specs)
+        row: Row = {
+            "name": f.base_name,
+            "kind": "lora",
+            "N": N,
+            "M": M,
+            "num_slices": 1,
+            "param": f.module,
+            "dtype": f.A.dtype,
+            "lora_rank": f.rank,
+            "lora_scale": f.scale,
+            **metrics,
+            "update_rank": norms.numerical_rank(ev, N),
+            "update_effective_rank": delta.effective_rank(ev),
+        }
+        if base is not None:
+            wb = base.load()
+            if wb.shape == (inp, out):  # embeddings: ΔW = s·(B A)ᵀ
+                wb = wb.T
+            base_ev = self.analyser.eig(wb, 1.0)
+            row["base_alpha"] = _alpha(base_ev)
+            row.update(_update_columns(ev, base_ev, N))
+        return row
+
+
+def _reload(layer: LayerWeights, plan: MatrixPlan) -> torch.Tensor:
+    return plan.extract(layer.load())
+
+
+def _ident(plan: MatrixPlan, layer: LayerWeights) -> Row:
+    return {
+        "name": plan.name,
+        "kind": plan.kind,
+        "N": plan.N,
+        "M": plan.M,
+        "num_slices": plan.num_slices,
+        "param": plan.param,
+        "dtype": layer.dtype,
+    }
+
+
+@dataclass
+class _Matching:
+    pairs: list[tuple[LayerWeights, LayerWeights, list[MatrixPlan]]]
+    only_in_base: list[str]
+    only_in_tuned: list[str]
+    shape_mismatch: list[tuple[str, str, str]]
+
+
+def _match(base: Source, tuned: Source) -> _Matching:
+    by_name = {lw.name: lw for lw in base}
+    seen: set[str] = set()
+    m = _Matching([], [], [], [])
+    for lw in tuned:
+        b = by_name.get(lw.name)
+        if b is None:
+            m.only_in_tuned.append(lw.name)
+            continue
+        seen.add(lw.name)
+        if b.shape != lw.shape:
+            m.shape_mismatch.append((lw.name, str(b.shape), str(lw.shape)))
+            continue
+        plans = plan_matrices(lw)
+        if not isinstance(plans, Skipped):
+            m.pairs.append((b, lw, plans))
+    m.only_in_base = [n for n in by_name if n not in seen]
+    return m
+
+
+def _progress(cb: Callable[[ProgressEvent], None] | None, done: int, total: int, name: str) -> None:
+    if cb is not None:
+        cb(ProgressEvent(done, total, name))
+
+
+def _dense(c: _Comparer, base: Any, tuned: Any, cb: Any) -> tuple[list[Row], _Matching]:
+    allow = c.opts.allow_unsafe_pickle
+    m = _match(
+        open_source(base, allow_unsafe_pickle=allow), open_source(tuned, allow_unsafe_pickle=allow)
+    )
+    rows: list[Row] = []
+    for i, (b, t, plans) in enumerate(m.pairs):
+        rows.extend(c.tensors(b, t, plans))
+        _progress(cb, i + 1, len(m.pairs), t.name)
+    return rows, m
+
+
+def _lora(c: _Comparer, base: Any, adapter: Any, cb: Any) -> tuple[list[Row], _Matching]:
+    factors = open_lora(adapter, allow_unsafe_pickle=c.opts.allow_unsafe_pickle)
+    by_name: dict[str, LayerWeights] = {}
+    if base is not None:
+        by_name = {
+            lw.name: lw for lw in open_source(base, allow_unsafe_pickle=c.opts.allow_unsafe_pickle)
+        }
+    m = _Matching([], [], [], [])
+    rows = []
+    for i, f in enumerate(factors):
+        b = by_name.get(f.base_name)
+        if base is not None and b is None:
+            m.only_in_tuned.append(f.base_name)
+        rows.append(c.lora(f, b))
+        _progress(cb, i + 1, len(factors), f.base_name)
+    return rows, m
+
+
+def compare(
+    base: Any,
+    tuned: Any,
+    *,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    **options: Any,
+) -> CompareResult:
+    """Audit a fine-tune: analyse ΔW = tuned − base per matrix.
+
+    Args:
+        base: the base model (any source :func:`layerscope.scan` accepts), or ``None``
+            when ``tuned`` is a PEFT LoRA adapter directory analysed on its own.
+        tuned: the fine-tuned model, a fully merged model, or a PEFT adapter directory
+            (``adapter_config.json``), whose updates s·B·A are analysed through the r×r core.
+        progress: called after each matched tensor.
+        **options: :class:`layerscope.options.CompareOptions` fields: the scan options
+            (``metrics``, ``seed``, ``device``, ``precision``...) plus ``untouched_tol``
+            (relative update below which a matrix is untouched, default 1e-6),
+            ``duplicate_tol`` (relative distance for duplicated matrices, default 1e-4) and
+            ``duplicates`` (look for them, default True).
+    """
+    if isinstance(options.get("metrics"), list):
+        options["metrics"] = tuple(options["metrics"])
+    opts = CompareOptions(**options)
+    started = time.perf_counter()
+    comparer = _Comparer(opts)
+    lora = is_adapter_dir(tuned)
+    if base is None and not lora:
+        raise ValueError(
+            "compare needs a base model unless the tuned side is a PEFT adapter directory"
+        )
+    rows, matching = (_lora if lora else _dense)(comparer, base, tuned, progress)
+    dups = [
+        (side, a, b, d)
+        for side, sk in comparer.sketches.items()
+        for a, b, d in find_duplicates(sk, opts.duplicate_tol)
+    ]
+    layers = _frame(rows)
+    meta = {
+        "base": None
+        if base is None
+        else str(base if isinstance(base, str) else type(base).__name__),
+        "tuned": str(tuned if isinstance(tuned, str) else type(tuned).__name__),
+        "mode": "lora" if lora else "dense",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    duplicated = pd.DataFrame(dups, columns=list(DUPLICATED_COLUMNS))
+    shape_mm = pd.DataFrame(matching.shape_mismatch, columns=list(MISMATCH_COLUMNS))
+    summary = summarize_compare(
+        layers, duplicated, matching.only_in_base, matching.only_in_tuned, shape_mm
+    )
+    summary["worst"] = rank_worst(layers)
+    return CompareResult(
+        layers, duplicated, matching.only_in_base, matching.only_in_tuned, shape_mm, summary, meta
+    )
+
+
+def _frame(rows: list[Row]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows)
+    frame.insert(0, "layer_id", range(len(frame)))
+    return frame
