@@ -3,12 +3,27 @@
 >>> import layerscope
 >>> result = layerscope.scan("path/to/model")   # doctest: +SKIP
 >>> result.layers[["name", "alpha", "verdict"]]  # doctest: +SKIP
+>>> audit = layerscope.compare("base/", "tuned/")  # doctest: +SKIP
 """
 
 from layerscope.adapters import SourceError
+from layerscope.compare import compare
+from layerscope.compare_result import CompareResult
+from layerscope.diff import DiffResult, diff
 from layerscope.results import ScanResult
 from layerscope.scan import ProgressEvent, ScanOptions, scan
 
 __version__ = "0.1.0"
 
-__all__ = ["ProgressEvent", "ScanOptions", "ScanResult", "SourceError", "__version__", "scan"]
+__all__ = [
+    "CompareResult",
+    "DiffResult",
+    "ProgressEvent",
+    "ScanOptions",
+    "ScanResult",
+    "SourceError",
+    "__version__",
+    "compare",
+    "diff",
+    "scan",
+]

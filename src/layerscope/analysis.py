@@ -73,7 +73,9 @@ class Analyser:
     ) -> RowAndSpectrum:
         """Run ``specs`` on a spectrum and add status, verdict, reason and warning."""
         if np.count_nonzero(spectra.evals > EVALS_THRESH) < 2:
-            return {"status": "degenerate spectrum: fewer than 2 eigenvalues above 1e-5"}, None
+            # No power law to fit, but the eigenvalues are valid (e.g. a rank-1 update).
+            status = "degenerate spectrum: fewer than 2 eigenvalues above 1e-5 (no fit)"
+            return {"status": status}, spectra.evals
         row = registry.compute_row(spectra, specs)
         verdict, reason = registry.verdict(row)
         row.update(

@@ -235,11 +235,14 @@ def compute_row(spectra: LayerSpectra, specs: tuple[MetricSpec, ...]) -> Row:
 
 
 def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
-    """(verdict, one-line reason) from HTSR bands and trap counts.
+    """(verdict, one-line reason) from HTSR bands, the MP bulk and trap counts.
 
-    ``over-trained`` if α < 2, ``under-trained`` if α > 6, ``traps`` if the shuffled
-    matrix has eigenvalues beyond the MP edge, else ``ok``. A fit flagged by
-    ``fit_quality`` keeps its verdict but the reason says it is shaky.
+    ``over-trained`` if α < 2; ``under-trained`` if α > 6, or if no eigenvalue rises
+    above the MP bulk edge + Tracy-Widom margin (``num_spikes == 0``): such a spectrum
+    is indistinguishable from a random matrix however the fragile tail fit comes out
+    (i.i.d. Gaussian matrices gave α from 4 to 12 but never a spike; docs/metrics.md);
+    ``traps`` if the shuffled matrix has eigenvalues beyond the MP edge; else ``ok``.
+    A fit flagged by ``fit_quality`` keeps its verdict but the reason says it is shaky.
     """
     alpha = row.get("alpha")
     if alpha is None or not np.isfinite(alpha):
@@ -250,12 +253,17 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
         v, why = "over-trained", f"alpha {alpha:.2f} < {ALPHA_OVER:g}: very heavy tail{trap_note}"
     elif alpha > ALPHA_UNDER:
         v, why = "under-trained", f"alpha {alpha:.2f} > {ALPHA_UNDER:g}: near-random spectrum"
+    elif row.get("num_spikes") == 0:
+        v, why = (
+            "under-trained",
+            f"no eigenvalue above the MP bulk edge: random-like (alpha {alpha:.2f})",
+        )
     elif traps:
         v, why = "traps", f"{int(traps)} shuffled eigenvalue(s) above the MP edge"
     else:
         v, why = "ok", f"alpha {alpha:.2f} in [{ALPHA_OVER:g}, {ALPHA_UNDER:g}]"
     quality = row.get("fit_quality", "good")
-    if quality != "good":
+    if quality != "good" and not why.startswith("no eigenvalue"):
         why += f" (shaky fit: {quality}, tail n={row.get('num_pl_spikes')})"
     return v, why
 
