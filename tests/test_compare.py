@@ -80,6 +80,14 @@ def test_only_in_one_side_and_shape_mismatch(base: dict[str, torch.Tensor]) -> N
     assert res.shape_mismatch["name"].tolist() == ["layers.0.weight"]
 
 
+def test_wrapper_prefix_is_aligned(base: dict[str, torch.Tensor]) -> None:
+    tuned = {f"bert.{k}": v.clone() for k, v in base.items()}  # e.g. a task head wrapper
+    tuned["classifier.weight"] = torch.randn(2, 128)
+    res = layerscope.compare(base, tuned)
+    assert len(res.layers) == 6 and (res.layers["status"] == "untouched").all()
+    assert res.only_in_tuned == ["classifier.weight"] and res.only_in_base == []
+
+
 def test_lowrank_spectrum_equals_dense_product() -> None:
     g = torch.Generator().manual_seed(3)
     B = torch.randn(96, 8, generator=g, dtype=torch.float64)

@@ -168,23 +168,59 @@ class _Matching:
     shape_mismatch: list[tuple[str, str, str]]
 
 
+def _common_prefix(names: list[str]) -> str:
+    """A leading ``component.`` shared by ≥ 75% of names (e.g. ``bert.``, ``model.``), or ''."""
+    firsts = [n.split(".", 1)[0] + "." for n in names if "." in n]
+    if not firsts:
+        return ""
+    top = max(set(firsts), key=firsts.count)
+    return top if firsts.count(top) >= 0.75 * len(names) else ""
+
+
+def _align(base_names: list[str], tuned_names: list[str]) -> tuple[str, str]:
+    """Prefixes to strip from each side so that names match (task heads add ``bert.`` etc.).
+
+    Names are used as they are when at least half of the smaller side already matches.
+    """
+    overlap = len(set(base_names) & set(tuned_names))
+    if overlap >= 0.5 * min(len(base_names), len(tuned_names)):
+        return "", ""
+    best = ("", "", overlap)
+    for side, prefix in (
+        ("base", _common_prefix(base_names)),
+        ("tuned", _common_prefix(tuned_names)),
+    ):
+        if not prefix:
+            continue
+        strip_b, strip_t = (prefix, "") if side == "base" else ("", prefix)
+        keys_b = {n.removeprefix(strip_b) for n in base_names}
+        keys_t = {n.removeprefix(strip_t) for n in tuned_names}
+        if len(keys_b & keys_t) > best[2]:
+            best = (strip_b, strip_t, len(keys_b & keys_t))
+    return best[0], best[1]
+
+
 def _match(base: Source, tuned: Source) -> _Matching:
-    by_name = {lw.name: lw for lw in base}
+    """Pair tensors by name (after stripping a wrapper prefix one side has, see :func:`_align`)."""
+    base_layers, tuned_layers = list(base), list(tuned)
+    strip_b, strip_t = _align([lw.name for lw in base_layers], [lw.name for lw in tuned_layers])
+    by_name = {lw.name.removeprefix(strip_b): lw for lw in base_layers}
     seen: set[str] = set()
     m = _Matching([], [], [], [])
-    for lw in tuned:
-        b = by_name.get(lw.name)
+    for lw in tuned_layers:
+        key = lw.name.removeprefix(strip_t)
+        b = by_name.get(key)
         if b is None:
             m.only_in_tuned.append(lw.name)
             continue
-        seen.add(lw.name)
+        seen.add(key)
         if b.shape != lw.shape:
             m.shape_mismatch.append((lw.name, str(b.shape), str(lw.shape)))
             continue
         plans = plan_matrices(lw)
         if not isinstance(plans, Skipped):
             m.pairs.append((b, lw, plans))
-    m.only_in_base = [n for n in by_name if n not in seen]
+    m.only_in_base = [lw.name for k, lw in by_name.items() if k not in seen]
     return m
 
 
