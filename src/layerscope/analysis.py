@@ -36,6 +36,19 @@ def _check_values(slices: torch.Tensor, plan: MatrixPlan) -> str | None:
     return None
 
 
+def identity(plan: MatrixPlan, dtype: str) -> dict[str, Any]:
+    """The identifier and provenance columns of a result row."""
+    return {
+        "name": plan.name,
+        "kind": plan.kind,
+        "N": plan.N,
+        "M": plan.M,
+        "num_slices": plan.num_slices,
+        "param": plan.param,
+        "dtype": dtype,
+    }
+
+
 class Analyser:
     """Runs the per-matrix pipeline (options and metric specs fixed for a scan or compare)."""
 
@@ -93,14 +106,6 @@ class Analyser:
         out = []
         for plan in plans:
             row, evals = self.analyse(plan, plan.extract(tensor))
-            ident = {
-                "name": plan.name,
-                "kind": plan.kind,
-                "N": plan.N,
-                "M": plan.M,
-                "num_slices": plan.num_slices,
-                "param": plan.param,
-                "dtype": layer.dtype,
-            }
+            ident = identity(plan, layer.dtype)
             out.append(({**ident, **row}, evals))
         return out

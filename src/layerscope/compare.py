@@ -31,7 +31,7 @@ import torch
 
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.adapters.peft import LoraFactors, is_adapter_dir, open_lora
-from layerscope.analysis import Analyser
+from layerscope.analysis import Analyser, identity
 from layerscope.compare_result import (
     DUPLICATED_COLUMNS,
     MISMATCH_COLUMNS,
@@ -109,7 +109,7 @@ class _Comparer:
             if self.opts.duplicates:
                 self.sketches["base"].append(sketch(plan.name, wb, partial(_reload, base, plan)))
                 self.sketches["tuned"].append(sketch(plan.name, wt, partial(_reload, tuned, plan)))
-            rows.append({**_ident(plan, tuned), **self.pair(plan, wb, wt)})
+            rows.append({**identity(plan, tuned.dtype), **self.pair(plan, wb, wt)})
         return rows
 
     def lora(self, f: LoraFactors, base: LayerWeights | None) -> Row:
@@ -146,18 +146,6 @@ class _Comparer:
 
 def _reload(layer: LayerWeights, plan: MatrixPlan) -> torch.Tensor:
     return plan.extract(layer.load())
-
-
-def _ident(plan: MatrixPlan, layer: LayerWeights) -> Row:
-    return {
-        "name": plan.name,
-        "kind": plan.kind,
-        "N": plan.N,
-        "M": plan.M,
-        "num_slices": plan.num_slices,
-        "param": plan.param,
-        "dtype": layer.dtype,
-    }
 
 
 @dataclass
