@@ -80,6 +80,14 @@ def test_only_in_one_side_and_shape_mismatch(base: dict[str, torch.Tensor]) -> N
     assert res.shape_mismatch["name"].tolist() == ["layers.0.weight"]
 
 
+def test_non_finite_layer_gets_status(base: dict[str, torch.Tensor]) -> None:
+    tuned = {k: v.clone() for k, v in base.items()}
+    tuned["layers.2.weight"][0, 0] = float("nan")
+    by = layerscope.compare(base, tuned).layers.set_index("name")
+    assert "NaN" in by.loc["layers.2.weight", "status"]
+    assert by.loc["layers.1.weight", "status"] == "untouched"
+
+
 def test_wrapper_prefix_is_aligned(base: dict[str, torch.Tensor]) -> None:
     tuned = {f"bert.{k}": v.clone() for k, v in base.items()}  # e.g. a task head wrapper
     tuned["classifier.weight"] = torch.randn(2, 128)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from layerscope import spectrum
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.adapters.peft import LoraFactors, is_adapter_dir, open_lora
 from layerscope.analysis import Analyser, identity
@@ -109,7 +110,11 @@ class _Comparer:
             if self.opts.duplicates:
                 self.sketches["base"].append(sketch(plan.name, wb, partial(_reload, base, plan)))
                 self.sketches["tuned"].append(sketch(plan.name, wt, partial(_reload, tuned, plan)))
-            rows.append({**identity(plan, tuned.dtype), **self.pair(plan, wb, wt)})
+            try:
+                row = self.pair(plan, wb, wt)
+            except spectrum.NonFiniteError as exc:
+                row = {"status": str(exc), "verdict": "unknown"}
+            rows.append({**identity(plan, tuned.dtype), **row})
         return rows
 
     def lora(self, f: LoraFactors, base: LayerWeights | None) -> Row:

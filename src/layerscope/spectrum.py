@@ -29,6 +29,10 @@ Precision = Literal["float64", "float32"]
 _ROW_BLOCK_ELEMENTS = 1 << 24
 
 
+class NonFiniteError(ValueError):
+    """The matrix holds NaN or Inf entries."""
+
+
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
     if device == "auto":
@@ -70,6 +74,9 @@ def eigenvalues(
 
     Returns:
         B·M eigenvalues (float64, clipped at 0: tiny negative values are round-off).
+
+    Raises:
+        NonFiniteError: W has NaN or Inf entries (or overflows the accumulation dtype).
     """
     if W.ndim == 2:
         W = W.unsqueeze(0)
@@ -79,6 +86,10 @@ def eigenvalues(
         W = W.to(device)
     with torch.no_grad():
         X = gram(W, precision)
+        # diag(WᵀW) holds the squared column norms: NaN/Inf anywhere in W shows up here,
+        # so the check costs O(M) instead of another pass over W.
+        if not bool(torch.isfinite(X.diagonal(dim1=-2, dim2=-1)).all()):
+            raise NonFiniteError("non-finite values (NaN/Inf)")
         lam = torch.linalg.eigvalsh(X.to(torch.float64))
     ev = lam.reshape(-1).cpu().numpy()
     return np.sort(np.clip(ev, 0.0, None))
