@@ -120,7 +120,7 @@ def test_invalid_options_raise_value_error(model: nn.Module) -> None:
         layerscope.scan(model, metrics=["nope"])
     with pytest.raises(ValueError, match="jobs"):
         layerscope.scan(model, jobs=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown scan option"):
         layerscope.scan(model, not_an_option=1)
 
 

@@ -273,9 +273,7 @@ def compare(
             ``duplicate_tol`` (relative distance for duplicated matrices, default 1e-4) and
             ``duplicates`` (look for them, default True).
     """
-    if isinstance(options.get("metrics"), list):
-        options["metrics"] = tuple(options["metrics"])
-    opts = CompareOptions(**options)
+    opts = CompareOptions.from_kwargs(**options)
     started = time.perf_counter()
     comparer = _Comparer(opts)
     lora = is_adapter_dir(tuned)

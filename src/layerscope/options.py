@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Self
 
 from layerscope import metrics as registry
 from layerscope import spectrum
@@ -23,6 +25,30 @@ class ScanOptions:
     precision: str = "float64"
     keep_spectra: bool = False
     allow_unsafe_pickle: bool = False
+
+    @classmethod
+    def normalize(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Keyword options with list/str values turned into tuples; unknown names rejected."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            what = cls.__name__.removesuffix("Options").lower()
+            listed = ", ".join(sorted(known))
+            raise ValueError(f"unknown {what} option(s): {', '.join(unknown)}; known: {listed}")
+        out = dict(options)
+        for key in ("include", "exclude", "kinds"):
+            if isinstance(out.get(key), str):
+                out[key] = (out[key],)
+            elif out.get(key) is not None:
+                out[key] = tuple(out[key])
+        if isinstance(out.get("metrics"), list):
+            out["metrics"] = tuple(out["metrics"])
+        return out
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> Self:
+        """Validated options from keyword arguments (see :meth:`normalize`)."""
+        return cls(**cls.normalize(options))
 
     def __post_init__(self) -> None:
         registry.resolve(self.metrics)

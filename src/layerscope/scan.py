@@ -131,14 +131,7 @@ def scan(
     Raises:
         ValueError: invalid options; ``SourceError`` (a ValueError) for unreadable sources.
     """
-    for key in ("include", "exclude", "kinds"):
-        if isinstance(options.get(key), str):
-            options[key] = (options[key],)
-        elif key in options:
-            options[key] = tuple(options[key])
-    if isinstance(options.get("metrics"), list):
-        options["metrics"] = tuple(options["metrics"])
-    opts = ScanOptions(**options)
+    opts = ScanOptions.from_kwargs(**options)
     started = time.perf_counter()
     src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
     work, skipped = _plan_source(src, opts)

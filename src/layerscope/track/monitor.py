@@ -1,0 +1,308 @@
+"""Watch a model while it trains: log scalars every step, scan the weights every N steps.
+
+>>> from layerscope.track import Monitor
+>>> with Monitor(model, every=100, run="mlp-wd0") as monitor:   # doctest: +SKIP
+...     for step in range(10_000):
+...         loss = train_step()
+...         monitor.step(step, train_loss=loss)
+
+A scan copies the parameters to the CPU on the training thread (a consistent snapshot
+between optimizer steps), then analyses the copy on a background thread so training goes
+on. One scan runs at a time: a scan that falls due while the previous one is still
+running is skipped and recorded as ``skipped``, as is a scan that would take the time
+spent scanning above ``time_budget`` (a fraction of the wall time since the first step).
+A failing scan is logged and recorded as an ``error`` step; it never raises into the
+training loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from layerscope.scan import scan
+from layerscope.track._options import scan_kwargs
+from layerscope.track.store import DEFAULT_PATH, Alert, RunStore
+
+logger = logging.getLogger(__name__)
+
+Detector = Callable[[RunStore, int, int], Iterable[Alert]]
+"""Called as ``detector(store, run_id, step)`` after each stored scan; yields alerts."""
+
+
+@dataclass
+class MonitorStats:
+    """What a :class:`Monitor` did: scans stored, failed, skipped; seconds spent scanning."""
+
+    scans: int = 0
+    errors: int = 0
+    skipped_busy: int = 0
+    skipped_budget: int = 0
+    scan_seconds: float = 0.0
+
+
+class _Config:
+    """A frozen copy of a Hugging Face config, read by the module adapter via ``to_dict``."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration values (a copy)."""
+        return dict(self._values)
+
+
+_MIRRORS: dict[str, type[torch.nn.Module]] = {}
+
+
+def _mirror_class(type_name: str) -> type[torch.nn.Module]:
+    """An empty module class with the given name (the adapter reads layer kinds from it)."""
+    if type_name not in _MIRRORS:
+        _MIRRORS[type_name] = type(type_name, (torch.nn.Module,), {})
+    return _MIRRORS[type_name]
+
+
+def snapshot(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU copy of ``model``'s parameters in a module tree of the same names and classes.
+
+    Only parameters are copied (no buffers, no code): scanning the copy gives the same
+    result as scanning ``model``, tied parameters included, while training changes
+    ``model``.
+    """
+    params: dict[int, torch.nn.Parameter] = {}
+    mirrors: dict[int, torch.nn.Module] = {}
+
+    def build(module: torch.nn.Module) -> torch.nn.Module:
+        """The mirror of ``module`` (made once per module, so shared submodules stay shared)."""
+        if id(module) in mirrors:
+            return mirrors[id(module)]
+        is_script = isinstance(module, torch.jit.ScriptModule)
+        type_name = str(module.original_name) if is_script else type(module).__name__
+        mirror = mirrors[id(module)] = _mirror_class(type_name)()
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) not in params:
+                copy = param.detach().to("cpu", copy=True)
+                params[id(param)] = torch.nn.Parameter(copy, requires_grad=False)
+            mirror.register_parameter(name, params[id(param)])
+        for name, child in module.named_children():
+            mirror.add_module(name, build(child))
+        return mirror
+
+    with torch.no_grad():
+        root = build(model)
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    if callable(to_dict):
+        setattr(root, "config", _Config(dict(to_dict())))  # noqa: B010 (mypy: not a Module)
+    return root
+
+
+class Monitor:
+    """Scan a model every ``every`` steps into a :class:`RunStore`, without stopping training.
+
+    Args:
+        model: the model being trained (any device; parameters are copied to the CPU).
+        every: scan when the step reaches a new multiple of ``every`` (and at the first step).
+        run: run name in the store (resumed when it exists); default ``run-<time>``.
+        store: a :class:`RunStore`, a database path, or ``None`` for ``./layerscope-runs.db``.
+        metrics: metric groups to compute (as for :func:`layerscope.scan`).
+        time_budget: most fraction of wall time to spend scanning (e.g. ``0.1``), or ``None``.
+        background: scan on a background thread (``False``: inside :meth:`step`).
+        on_alert: called with each :class:`Alert` the ``detector`` raises (from the scanning
+            thread in background mode; exceptions are logged, not raised).
+        detector: ``detector(store, run_id, step)`` run after each stored scan, yielding alerts.
+        seed: seed of the scan's random shuffles (the same weights always give the same rows).
+        meta: extra JSON-ready information stored with the run.
+        **options: further :func:`layerscope.scan` options (``include``, ``jobs``...).
+
+    Raises:
+        ValueError: invalid ``every``, ``time_budget`` or scan options, or an unusable store.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        every: int = 100,
+        run: str | None = None,
+        store: RunStore | str | os.PathLike[str] | None = None,
+        metrics: str | tuple[str, ...] = "default",
+        time_budget: float | None = None,
+        background: bool = True,
+        on_alert: Callable[[Alert], None] | None = None,
+        detector: Detector | None = None,
+        seed: int = 0,
+        meta: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        if time_budget is not None and not 0.0 < time_budget <= 1.0:
+            raise ValueError(f"time_budget must be in (0, 1], got {time_budget}")
+        self._kwargs = scan_kwargs(metrics, {**options, "seed": seed})
+        self.model = model
+        self.every = every
+        self.time_budget = time_budget
+        self.background = background
+        self.on_alert = on_alert
+        self.detector = detector
+        self.stats = MonitorStats()
+        self.alerts: list[Alert] = []
+        self._owns_store = not isinstance(store, RunStore)
+        self.store = store if isinstance(store, RunStore) else RunStore(store or DEFAULT_PATH)
+        self.run = run or datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        info = {"model": type(model).__name__, "every": every, "metrics": metrics, "seed": seed}
+        self.run_id = self.store.start_run(self.run, {**info, **(meta or {})})
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._last_bucket: int | None = None
+        self._started: float | None = None
+        self._closed = False
+
+    def step(self, step: int, **scalars: Any) -> None:
+        """Log ``scalars`` at ``step``; scan when ``step`` reaches a new multiple of ``every``.
+
+        Returns without waiting for the scan in background mode. Raises only for invalid
+        input (a non-numeric scalar) or a closed monitor.
+        """
+        if self._closed:
+            raise RuntimeError("this Monitor is closed")
+        if self._started is None:
+            self._started = time.perf_counter()
+        if scalars:
+            self.log(step, **scalars)
+        bucket = step // self.every
+        if bucket != self._last_bucket:
+            self._last_bucket = bucket
+            self.scan(step)
+
+    def log(self, step: int, **scalars: Any) -> None:
+        """Record ``scalars`` (losses, accuracies...) at ``step`` without scanning.
+
+        A failure to write (disk full, locked database) is logged, not raised.
+        """
+        try:
+            self.store.log_scalars(self.run_id, step, **scalars)
+        except ValueError:
+            raise
+        except Exception:
+            logger.exception("layerscope: could not log scalars at step %d", step)
+
+    def scan(self, step: int) -> bool:
+        """Scan now (unless busy or over the time budget); return whether a scan started."""
+        if self._worker is not None and self._worker.is_alive():
+            self._skip(step, "previous scan still running", busy=True)
+            return False
+        if self._over_budget():
+            self._skip(step, f"time budget {self.time_budget:g} of wall time reached", busy=False)
+            return False
+        started = time.perf_counter()
+        try:
+            copy = snapshot(self.model)
+        except Exception as exc:
+            self._failed(step, exc, time.perf_counter() - started)
+            return False
+        if not self.background:
+            self._job(step, copy, started)
+            return True
+        self._worker = threading.Thread(
+            target=self._job, args=(step, copy, started), name="layerscope-monitor", daemon=True
+        )
+        self._worker.start()
+        return True
+
+    def _over_budget(self) -> bool:
+        with self._lock:
+            attempts = self.stats.scans + self.stats.errors
+            spent = self.stats.scan_seconds
+        if self.time_budget is None or attempts == 0 or self._started is None:
+            return False
+        elapsed = time.perf_counter() - self._started
+        return spent + spent / attempts > self.time_budget * elapsed
+
+    def _skip(self, step: int, reason: str, *, busy: bool) -> None:
+        with self._lock:
+            if busy:
+                self.stats.skipped_busy += 1
+            else:
+                self.stats.skipped_budget += 1
+        logger.info("layerscope: scan at step %d skipped: %s", step, reason)
+        self._record(self.store.log_skip, self.run_id, step, reason)
+
+    def _failed(self, step: int, exc: Exception, seconds: float) -> None:
+        logger.error("layerscope: scan at step %d failed", step, exc_info=exc)
+        with self._lock:
+            self.stats.errors += 1
+            self.stats.scan_seconds += seconds
+        self._record(self.store.log_error, self.run_id, step, f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _record(write: Callable[..., None], *args: Any) -> None:
+        try:
+            write(*args)
+        except Exception:
+            logger.exception("layerscope: could not write to the run store")
+
+    def _job(self, step: int, model: torch.nn.Module, started: float) -> None:
+        """Scan the snapshot and store it; every failure is logged and recorded."""
+        try:
+            result = scan(model, **self._kwargs)
+            self.store.log_scan(self.run_id, step, result)
+        except Exception as exc:
+            self._failed(step, exc, time.perf_counter() - started)
+            return
+        with self._lock:
+            self.stats.scans += 1
+            self.stats.scan_seconds += time.perf_counter() - started
+        self._check_alerts(step)
+
+    def _check_alerts(self, step: int) -> None:
+        if self.detector is None:
+            return
+        try:
+            for alert in self.detector(self.store, self.run_id, step):
+                self.store.log_alert(
+                    self.run_id, alert.step, alert.level, alert.message, alert.evidence
+                )
+                logger.warning("layerscope alert at step %d: %s", alert.step, alert.message)
+                self.alerts.append(alert)
+                if self.on_alert is not None:
+                    self.on_alert(alert)
+        except Exception:
+            logger.exception("layerscope: alert check at step %d failed", step)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running scan; return ``True`` when none is running any more."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def close(self) -> None:
+        """Wait for the running scan, then close the store if this monitor opened it."""
+        if self._closed:
+            return
+        self._closed = True
+        self.wait()
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+__all__ = ["Detector", "Monitor", "MonitorStats", "snapshot"]
