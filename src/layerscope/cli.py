@@ -206,6 +206,57 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return _gate(args, rules, result.layers, result.counts)
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    """``layerscope track DIR``: scan new checkpoints of a run into the run store."""
+    from layerscope.track import RunStore, track_checkpoints
+    from layerscope.track.checkpoints import TrackEvent
+
+    err = Console(stderr=True, soft_wrap=True)
+    options = _scan_options(args)
+    metrics = options.pop("metrics")
+    run = args.run or Path(args.directory).resolve().name
+
+    def on_event(event: TrackEvent) -> None:
+        if not args.quiet:
+            style = "green" if event.status == "ok" else "red"
+            err.print(
+                f"[{style}]{event.status}[/] step {event.step} {escape(str(event.source))} "
+                f"{escape(event.message or '')}",
+                highlight=False,
+            )
+
+    store = RunStore(args.store)
+    try:
+        steps = track_checkpoints(
+            args.directory,
+            run,
+            store,
+            metrics=metrics,
+            follow=args.follow,
+            poll_seconds=args.poll,
+            progress=on_event,
+            **options,
+        )
+    except KeyboardInterrupt:
+        steps = []
+    if not args.quiet:
+        err.print(f"run {escape(run)}: {len(steps)} new checkpoint(s) scanned into {args.store}")
+    return cmd_status(args, run=run)
+
+
+def cmd_status(args: argparse.Namespace, run: str | None = None) -> int:
+    """``layerscope status RUN``: steps and alerts of a run; exit 1 when it has alerts."""
+    from layerscope.report.terminal_track import render_status
+    from layerscope.track import RunStore
+
+    store = RunStore(args.store, create=False)
+    name = run or args.run
+    steps, alerts = store.steps(name), store.alerts(name)
+    if not args.quiet:
+        render_status(name, steps, alerts, _stdout())
+    return EXIT_GATE if len(alerts) else 0
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help="stdout format (default: table)")
     p.add_argument(
@@ -304,6 +355,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_options(p)
     _add_output_options(p)
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser(
+        "track", help="scan a directory of checkpoints, in step order, into a run store"
+    )
+    p.add_argument(
+        "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"
+    )
+    p.add_argument("--run", help="run name (default: the directory name)")
+    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
+    p.add_argument("--follow", action="store_true", help="keep watching for new checkpoints")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _add_scan_options(p)
+    p.set_defaults(func=cmd_track)
+    p = sub.add_parser("status", help="steps and alerts of a tracked run; exit 1 on alerts")
+    p.add_argument("run", help="run name")
+    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("diff", help="difference of two saved scan results (JSON), no recomputing")
     p.add_argument("run_a", help="earlier scan result (.json)")
     p.add_argument("run_b", help="later scan result (.json)")
