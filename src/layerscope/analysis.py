@@ -64,8 +64,14 @@ class Analyser:
             return registry.LayerSpectra(evals, plan.N, plan.M)
         gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
         replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
+        # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
+        # distance: float32 Gram and solver are ample and halve the second decomposition.
         shuffled = [
-            self.eig(spectrum.shuffle_entries(slices, gen), plan.eig_scale) for _ in range(replicas)
+            spectrum.eigenvalues(
+                spectrum.shuffle_entries(slices, gen), "float32", self.device, torch.float32
+            )
+            * plan.eig_scale
+            for _ in range(replicas)
         ]
         pooled = np.sort(np.concatenate(shuffled))
         return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])

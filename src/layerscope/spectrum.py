@@ -63,7 +63,10 @@ def gram(W: torch.Tensor, precision: Precision = "float64") -> torch.Tensor:
 
 
 def eigenvalues(
-    W: torch.Tensor, precision: Precision = "float64", device: torch.device | None = None
+    W: torch.Tensor,
+    precision: Precision = "float64",
+    device: torch.device | None = None,
+    solver_dtype: torch.dtype = torch.float64,
 ) -> NDArray[np.float64]:
     """Eigenvalues of WᵢᵀWᵢ for every matrix of a batch, pooled and sorted ascending.
 
@@ -71,6 +74,9 @@ def eigenvalues(
         W: (B, N, M) or (N, M) tensor; each matrix is transposed to N ≥ M if needed.
         precision: Gram accumulation dtype (see the module docstring).
         device: where to compute; defaults to W's device.
+        solver_dtype: dtype of the eigensolver; float32 halves its time and is used
+            where only the bulk shape and the top of the spectrum matter (the shuffled
+            matrix for correlation traps).
 
     Returns:
         B·M eigenvalues (float64, clipped at 0: tiny negative values are round-off).
@@ -90,7 +96,7 @@ def eigenvalues(
         # so the check costs O(M) instead of another pass over W.
         if not bool(torch.isfinite(X.diagonal(dim1=-2, dim2=-1)).all()):
             raise NonFiniteError("non-finite values (NaN/Inf)")
-        lam = torch.linalg.eigvalsh(X.to(torch.float64))
+        lam = torch.linalg.eigvalsh(X.to(solver_dtype)).to(torch.float64)
     ev = lam.reshape(-1).cpu().numpy()
     return np.sort(np.clip(ev, 0.0, None))
 
