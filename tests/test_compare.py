@@ -139,7 +139,7 @@ def test_lora_fast_path_matches_merged_dense_path(
     lora_dirs: tuple[Path, Path, Path, float],
 ) -> None:
     base, adapter, merged, scale = lora_dirs
-    fast = layerscope.compare(base, adapter)
+    fast = layerscope.compare(base, adapter, lora_base_alpha=True)
     dense = layerscope.compare(base, merged)
     assert set(fast.layers["kind"]) == {"lora"}
     assert (fast.layers["update_rank"] == 4).all() and (fast.layers["lora_rank"] == 4).all()
@@ -151,8 +151,38 @@ def test_lora_fast_path_matches_merged_dense_path(
         assert f.loc[name, "update_rank"] == changed.loc[name, "update_rank"]
         assert f.loc[name, "alpha"] == pytest.approx(changed.loc[name, "alpha"], rel=1e-4)
         assert f.loc[name, "rel_update"] == pytest.approx(changed.loc[name, "rel_update"], rel=1e-4)
+        assert f.loc[name, "spectral_ratio"] == pytest.approx(
+            changed.loc[name, "spectral_ratio"], rel=1e-4
+        )
+        assert f.loc[name, "base_alpha"] == pytest.approx(changed.loc[name, "base_alpha"], rel=1e-9)
     alone = layerscope.compare(None, adapter)
     np.testing.assert_allclose(alone.layers["alpha"], fast.layers["alpha"])
+
+
+def test_tiny_update_is_analysed_not_failed(base: dict[str, torch.Tensor]) -> None:
+    # Eigenvalues of ΔW far below the absolute 1e-5 layer threshold: still a real update.
+    g = torch.Generator().manual_seed(5)
+    tuned = {
+        k: v + 1e-6 * torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in base.items()
+    }
+    res = layerscope.compare(base, tuned)
+    assert (res.layers["status"] == "ok").all()
+    assert (res.layers["alpha"] > 1).all()
+
+
+def test_zero_lora_is_untouched(lora_dirs: tuple[Path, Path, Path, float], tmp_path: Path) -> None:
+    base, adapter, _, _ = lora_dirs
+    zero = tmp_path / "zero"
+    zero.mkdir()
+    (zero / "adapter_config.json").write_text((adapter / "adapter_config.json").read_text())
+    w = load_file(str(adapter / "adapter_model.safetensors"))
+    save_file(
+        {k: (v * 0 if "lora_B" in k else v) for k, v in w.items()},
+        str(zero / "adapter_model.safetensors"),
+    )
+    res = layerscope.compare(base, zero)
+    assert (res.layers["status"] == "untouched").all()
+    assert res.summary["num_failed"] == 0
 
 
 def test_lora_delta_equals_dense_product(lora_dirs: tuple[Path, Path, Path, float]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from typing import Any
 
@@ -11,7 +12,6 @@ import torch
 from layerscope import metrics as registry
 from layerscope import spectrum
 from layerscope.adapters import LayerWeights
-from layerscope.functional.powerlaw import EVALS_THRESH
 from layerscope.matrices import MIN_EVALS, MatrixPlan
 from layerscope.options import ScanOptions
 
@@ -24,6 +24,16 @@ SMALL_LAYER_REPLICAS = 5
 def _seed_for(seed: int, name: str) -> int:
     """Per-matrix seed: independent of scan order and of ``jobs``."""
     return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+# Eigenvalues of a weight update below λ_max·this are numerical zeros (a float64 Gram
+# carries round-off ≈ M·eps·λ_max ≈ 1e-12·λ_max for M up to ~10⁴).
+RELATIVE_ZERO = 1e-12
+
+
+def relative_zero_thresh(evals: Any) -> float:
+    """Zero threshold for an update's spectrum: λ_max·1e-12."""
+    return float(np.max(evals)) * RELATIVE_ZERO
 
 
 def _too_small(plan: MatrixPlan) -> str | None:
@@ -76,8 +86,14 @@ class Analyser:
         pooled = np.sort(np.concatenate(shuffled))
         return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
 
-    def analyse(self, plan: MatrixPlan, slices: torch.Tensor) -> RowAndSpectrum:
-        """Metrics row (with status and verdict) and eigenvalues of one plan's slices."""
+    def analyse(
+        self, plan: MatrixPlan, slices: torch.Tensor, relative_zero: bool = False
+    ) -> RowAndSpectrum:
+        """Metrics row (with status and verdict) and eigenvalues of one plan's slices.
+
+        ``relative_zero``: treat eigenvalues below λ_max·1e-12 (not the absolute 1e-5) as
+        zero, for weight updates whose overall scale carries no meaning.
+        """
         bad = _too_small(plan)
         if bad is not None:
             return {"status": bad}, None
@@ -87,15 +103,19 @@ class Analyser:
             return {"status": str(exc)}, None
         if not spectra.evals.any():
             return {"status": "all zeros"}, None
+        if relative_zero:
+            spectra = dataclasses.replace(spectra, zero_thresh=relative_zero_thresh(spectra.evals))
         return self.rate(spectra, self.specs)
 
     def rate(
         self, spectra: registry.LayerSpectra, specs: tuple[registry.MetricSpec, ...]
     ) -> RowAndSpectrum:
         """Run ``specs`` on a spectrum and add status, verdict, reason and warning."""
-        if np.count_nonzero(spectra.evals > EVALS_THRESH) < 2:
+        if np.count_nonzero(spectra.evals > spectra.zero_thresh) < 2:
             # No power law to fit, but the eigenvalues are valid (e.g. a rank-1 update).
-            status = "degenerate spectrum: fewer than 2 eigenvalues above 1e-5 (no fit)"
+            status = (
+                f"degenerate spectrum: fewer than 2 eigenvalues above {spectra.zero_thresh:.0e}"
+            )
             return {"status": status}, spectra.evals
         row = registry.compute_row(spectra, specs)
         verdict, reason = registry.verdict(row)

@@ -203,6 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         **_scan_options(args),
         "untouched_tol": args.untouched_tol,
         "duplicate_tol": args.duplicate_tol,
+        "lora_base_alpha": args.lora_base_alpha,
     }
     result = _with_progress(
         args, "compare", lambda progress: compare(base, tuned, progress=progress, **options)
@@ -373,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1e-4,
         help="relative distance below which two matrices count as duplicated",
+    )
+    p.add_argument(
+        "--lora-base-alpha",
+        action="store_true",
+        help="LoRA: also fit the base layers' alpha (a dense spectrum per target)",
     )
     _add_scan_options(p)
     _add_output_options(p)

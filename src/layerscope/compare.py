@@ -18,6 +18,7 @@ without the base model.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ import torch
 from layerscope import spectrum
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.adapters.peft import LoraFactors, is_adapter_dir, open_lora
-from layerscope.analysis import Analyser, identity
+from layerscope.analysis import Analyser, identity, relative_zero_thresh
 from layerscope.compare_result import (
     DUPLICATED_COLUMNS,
     MISMATCH_COLUMNS,
@@ -94,7 +95,7 @@ class _Comparer:
                 reason=f"update ‖ΔW‖/‖W‖ = {rel:.1e} ≤ {self.opts.untouched_tol:g}",
             )
             return row
-        metrics, d_ev = self.analyser.analyse(plan, d)
+        metrics, d_ev = self.analyser.analyse(plan, d, relative_zero=True)
         row.update(metrics)
         if d_ev is not None:
             row.update(_update_columns(d_ev, base_ev, plan.N))
@@ -118,13 +119,16 @@ class _Comparer:
         return rows
 
     def lora(self, f: LoraFactors, base: LayerWeights | None) -> Row:
+        """One LoRA target through the r×r core; the base (if any) only for its norms.
+
+        ‖W‖_F is a sum of squares and ‖W‖₂ a power iteration, so no dense spectrum is
+        taken unless ``lora_base_alpha`` asks for the base layer's own alpha.
+        """
         B = f.B.load().to(torch.float64)
         A = f.A.load().to(torch.float64)
         out, inp = B.shape[0], A.shape[1]
         N, M = max(out, inp), min(out, inp)
         ev = delta.lowrank_eigenvalues(B.numpy(), A.numpy(), f.scale, M)
-        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
-        metrics, _ = self.analyser.rate(LayerSpectra(ev, N, M), specs)
         row: Row = {
             "name": f.base_name,
             "kind": "lora",
@@ -135,17 +139,27 @@ class _Comparer:
             "dtype": f.A.dtype,
             "lora_rank": f.rank,
             "lora_scale": f.scale,
-            **metrics,
-            "update_rank": norms.numerical_rank(ev, N),
-            "update_effective_rank": delta.effective_rank(ev),
         }
+        base_fro2 = None
         if base is not None:
-            wb = base.load()
-            if wb.shape == (inp, out):  # embeddings: ΔW = s·(B A)ᵀ
-                wb = wb.T
-            base_ev = self.analyser.eig(wb, 1.0)
-            row["base_alpha"] = _alpha(base_ev)
-            row.update(_update_columns(ev, base_ev, N))
+            wb = base.load().to(torch.float64)
+            base_fro2 = float(torch.sum(wb * wb))
+            row["spectral_ratio"] = float(np.sqrt(ev[-1] / spectrum.top_eigenvalue(wb)))
+            row["rel_update"] = float(np.sqrt(ev.sum() / base_fro2)) if base_fro2 else float("inf")
+            if self.opts.lora_base_alpha:
+                row["base_alpha"] = _alpha(self.analyser.eig(wb, 1.0))
+        total = float(ev.sum())
+        if total == 0.0 or (base_fro2 and np.sqrt(total / base_fro2) <= self.opts.untouched_tol):
+            row.update(status="untouched", verdict="untouched", reason="LoRA update is zero")
+            return row
+        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
+        spectra = LayerSpectra(ev, N, M, zero_thresh=relative_zero_thresh(ev))
+        metrics, _ = self.analyser.rate(spectra, specs)
+        row.update(
+            metrics,
+            update_rank=norms.numerical_rank(ev, N),
+            update_effective_rank=delta.effective_rank(ev),
+        )
         return row
 
 
@@ -271,7 +285,9 @@ def compare(
             (``metrics``, ``seed``, ``device``, ``precision``...) plus ``untouched_tol``
             (relative update below which a matrix is untouched, default 1e-6),
             ``duplicate_tol`` (relative distance for duplicated matrices, default 1e-4) and
-            ``duplicates`` (look for them, default True).
+            ``duplicates`` (look for them, default True) and ``lora_base_alpha`` (also
+            take the full spectrum of each LoRA base matrix for ``base_alpha``; default
+            False, since that costs as much as a dense scan).
     """
     opts = CompareOptions.from_kwargs(**options)
     started = time.perf_counter()
@@ -289,10 +305,8 @@ def compare(
     ]
     layers = _frame(rows)
     meta = {
-        "base": None
-        if base is None
-        else str(base if isinstance(base, str) else type(base).__name__),
-        "tuned": str(tuned if isinstance(tuned, str) else type(tuned).__name__),
+        "base": _describe(base),
+        "tuned": _describe(tuned),
         "mode": "lora" if lora else "dense",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},
@@ -307,6 +321,12 @@ def compare(
     return CompareResult(
         layers, duplicated, matching.only_in_base, matching.only_in_tuned, shape_mm, summary, meta
     )
+
+
+def _describe(source: Any) -> str | None:
+    if source is None:
+        return None
+    return str(source) if isinstance(source, str | os.PathLike) else type(source).__name__
 
 
 def _frame(rows: list[Row]) -> pd.DataFrame:

@@ -37,6 +37,9 @@ class LayerSpectra:
         shuffled: pooled eigenvalues of element-shuffled copies (``None`` unless a
             metric needs them); several replicas for small matrices.
         shuffled_single: eigenvalues of one shuffled copy (same length as ``evals``).
+        zero_thresh: eigenvalues at or below it are zero for the power-law fit:
+            WeightWatcher's absolute 1e-5 for layers; relative to λ_max for weight
+            updates, whose scale is arbitrary (see ``compare``).
     """
 
     evals: FloatArray
@@ -44,6 +47,7 @@ class LayerSpectra:
     M: int
     shuffled: FloatArray | None = None
     shuffled_single: FloatArray | None = None
+    zero_thresh: float = powerlaw.EVALS_THRESH
 
     @property
     def Q(self) -> float:
@@ -85,7 +89,7 @@ def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
 
 
 def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
-    fit = powerlaw.fit_power_law(s.evals)
+    fit = powerlaw.fit_power_law(s.evals, s.zero_thresh)
     return {
         "alpha": fit.alpha,
         "xmin": fit.xmin,

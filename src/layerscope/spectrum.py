@@ -112,3 +112,25 @@ def shuffle_entries(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     flat = W.reshape(B, -1)
     perm = torch.stack([torch.randperm(flat.shape[1], generator=generator) for _ in range(B)])
     return torch.gather(flat, 1, perm.to(W.device)).reshape(W.shape)
+
+
+def top_eigenvalue(W: torch.Tensor, iters: int = 100, rtol: float = 1e-10) -> float:
+    """λ_max of WᵀW (= ‖W‖₂²) by power iteration, O(iters·N·M) instead of a full solve.
+
+    Used where only the spectral norm is needed (a LoRA base matrix). Deterministic start.
+    """
+    W64 = W.reshape(-1, W.shape[-1]).to(torch.float64)
+    v = torch.ones(W64.shape[1], dtype=torch.float64, device=W64.device)
+    v /= torch.linalg.vector_norm(v)
+    lam = 0.0
+    with torch.no_grad():
+        for _ in range(iters):
+            u = W64.mT @ (W64 @ v)
+            new = float(torch.linalg.vector_norm(u))
+            if new == 0.0:
+                return 0.0
+            v = u / new
+            if abs(new - lam) <= rtol * new:
+                return new
+            lam = new
+    return lam
