@@ -1,0 +1,167 @@
+"""The command line. The only package that parses arguments or prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from layerscope import __version__
+from layerscope.adapters import SourceError
+from layerscope.cli._io import EXIT_USAGE, FORMATS, UserError
+from layerscope.cli.commands import cmd_compare, cmd_diff, cmd_scan, cmd_status, cmd_track
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, help="stdout format (default: table)")
+    p.add_argument(
+        "--out",
+        "-o",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also write results to FILE (.json/.csv/.parquet); repeatable",
+    )
+    p.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="gate: exit 1 when RULE holds, e.g. 'under-trained>20%%', 'mean(alpha)>5'; repeatable",
+    )
+    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
+
+
+def _add_scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="every metric, incl. traps (= --metrics all)")
+    p.add_argument("--metrics", help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps")
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="analyse only matrices whose name matches (glob or substring)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="skip matrices whose name matches; repeatable",
+    )
+    p.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        help="analyse only this kind (linear, embedding, conv2d, attention-q, expert...)",
+    )
+    p.add_argument(
+        "--min-size", type=int, default=0, help="skip matrices whose smaller side is below N"
+    )
+    p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=0,
+        help="tensors analysed in parallel (default 0: one per CPU core)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffles used for traps")
+    p.add_argument(
+        "--precision",
+        default="float64",
+        choices=("float64", "float32"),
+        help="Gram matrix accumulation precision",
+    )
+    p.add_argument(
+        "--unsafe-pickle",
+        action="store_true",
+        help="allow arbitrary unpickling of .pt/.bin files (only files you trust)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all commands."""
+    parser = argparse.ArgumentParser(
+        prog="layerscope",
+        description="See inside a neural network's layers from the weights alone.",
+    )
+    parser.add_argument("--version", action="version", version=f"layerscope {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("scan", help="per-layer spectral scan (HTSR alpha, MP fit, traps, ERG)")
+    p.add_argument(
+        "source",
+        help="model file or directory (.safetensors, .pt, .bin, HF dir) "
+        "or pkg.module:attr naming an nn.Module or a factory",
+    )
+    _add_scan_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=cmd_scan)
+    p = sub.add_parser("compare", help="audit a fine-tune: the update tuned - base, or a LoRA")
+    p.add_argument("base", help="base model (or a PEFT adapter directory on its own)")
+    p.add_argument("tuned", nargs="?", help="tuned or merged model, or a PEFT adapter directory")
+    p.add_argument(
+        "--untouched-tol",
+        type=float,
+        default=1e-6,
+        help="relative update below which a matrix counts as untouched",
+    )
+    p.add_argument(
+        "--duplicate-tol",
+        type=float,
+        default=1e-4,
+        help="relative distance below which two matrices count as duplicated",
+    )
+    p.add_argument(
+        "--lora-base-alpha",
+        action="store_true",
+        help="LoRA: also fit the base layers' alpha (a dense spectrum per target)",
+    )
+    _add_scan_options(p)
+    _add_output_options(p)
+    p.set_defaults(func=cmd_compare)
+    p = sub.add_parser(
+        "track", help="scan a directory of checkpoints, in step order, into a run store"
+    )
+    p.add_argument(
+        "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"
+    )
+    p.add_argument("--run", help="run name (default: the directory name)")
+    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
+    p.add_argument("--follow", action="store_true", help="keep watching for new checkpoints")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _add_scan_options(p)
+    p.set_defaults(func=cmd_track)
+    p = sub.add_parser("status", help="steps and alerts of a tracked run; exit 1 on alerts")
+    p.add_argument("run", help="run name")
+    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("diff", help="difference of two saved scan results (JSON), no recomputing")
+    p.add_argument("run_a", help="earlier scan result (.json)")
+    p.add_argument("run_b", help="later scan result (.json)")
+    _add_output_options(p)
+    p.set_defaults(func=cmd_diff)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 ok, 1 a gate rule failed, 2 user error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UserError, SourceError, ValueError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
