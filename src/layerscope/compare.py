@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -308,7 +308,7 @@ def compare(
         "base": _describe(base),
         "tuned": _describe(tuned),
         "mode": "lora" if lora else "dense",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},
         "elapsed_s": round(time.perf_counter() - started, 3),
     }

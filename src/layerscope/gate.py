@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import operator
 import re
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tomllib
 
 _RULE = re.compile(
     r"^\s*(?P<subject>[A-Za-z_][\w\-]*(?:\(\s*[\w\-]+\s*\))?)\s*"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -149,7 +149,7 @@ def scan(
     layers = _frame(rows, analyser.specs)
     meta = {
         "source": src.description,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "layerscope_version": _version(),
         "torch_version": torch.__version__,
         "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -154,7 +154,7 @@ class RunStore:
             if row is not None:
                 conn.execute("UPDATE runs SET meta = ? WHERE id = ?", (to_json(merged), row[0]))
                 return int(row[0])
-            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            created = datetime.now(UTC).isoformat(timespec="seconds")
             cur = conn.execute(
                 "INSERT INTO runs (name, created, meta) VALUES (?, ?, ?)",
                 (name, created, to_json(merged)),
