@@ -12,8 +12,9 @@ into a tiny LlamaForCausalLM of the same shapes (keys, factors and PEFT's own Δ
 Paths, each timed ``--repeat`` times (min reported):
 
 * (a) ``layerscope.compare(None, adapter_dir)``: ΔW = s·B·A analysed through the r×r core;
-* (b) ``layerscope.compare(base_file, adapter_dir)``: (a) plus one dense eigendecomposition
-  of each BASE matrix (rel_update, spectral_ratio, base_alpha);
+* (b) ``layerscope.compare(base_file, adapter_dir)``: (a) plus the base norms (rel_update,
+  spectral_ratio by power iteration); (b2) with ``lora_base_alpha=True`` also one dense
+  eigendecomposition of each BASE matrix (base_alpha);
 * (c) dense: materialise every ΔW = s·B·A, then ``layerscope.scan({name: ΔW})``;
 * (d) WeightWatcher 0.7.7 delta analysis, ``WeightWatcher(model=tuned, base_model=base)
   .analyze()`` on nn.Modules (tuned = base + ΔW merged): a full SVD of every dense ΔW
@@ -74,7 +75,8 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTENDED_CORES = 0.3  # other processes using more cores than this on average: "contended"
 PATHS = {
     "a": "compare(None, adapter)  [r×r core]",
-    "b": "compare(base, adapter)  [core + base eig]",
+    "b": "compare(base, adapter)  [core + base norms]",
+    "b2": "compare(base, adapter, lora_base_alpha=True)  [+ base eig]",
     "c": "dense ΔW + scan",
     "d": "WW delta (base_model=)  [full SVD of ΔW]",
     "e": "WW analyze(peft=True)   [dense BA, top-r SVD]",
@@ -233,7 +235,9 @@ def agreement(
                 "rel_update": float(with_base.at[name, "rel_update"]),
                 "rel_update_err": abs(float(with_base.at[name, "rel_update"]) - true_rel)
                 / true_rel,
-                "base_alpha": float(with_base.at[name, "base_alpha"]),
+                "base_alpha": float(
+                    results["b2"]["result"].layers.set_index("name").at[name, "base_alpha"]
+                ),
             }
         )
     frame = pd.DataFrame(rows)
@@ -348,6 +352,8 @@ def run_paths(env: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[s
     res["a"] = timed(lambda: layerscope.compare(None, adapter), k)
     console.print("[dim](b) compare(base, adapter) ...[/]")
     res["b"] = timed(lambda: layerscope.compare(base_file, adapter), k)
+    console.print("[dim](b2) compare(base, adapter, lora_base_alpha=True) ...[/]")
+    res["b2"] = timed(lambda: layerscope.compare(base_file, adapter, lora_base_alpha=True), k)
     console.print("[dim](c) dense ΔW + scan ...[/]")
     res["c"] = timed(lambda: dense_scan(lora), k)
     if args.no_ww:

@@ -114,23 +114,26 @@ def shuffle_entries(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(flat, 1, perm.to(W.device)).reshape(W.shape)
 
 
-def top_eigenvalue(W: torch.Tensor, iters: int = 100, rtol: float = 1e-10) -> float:
-    """λ_max of WᵀW (= ‖W‖₂²) by power iteration, O(iters·N·M) instead of a full solve.
+def top_eigenvalue(W: torch.Tensor, block: int = 8, iters: int = 60, rtol: float = 1e-9) -> float:
+    """λ_max of WᵀW (= ‖W‖₂²) by block power iteration with Rayleigh-Ritz.
 
-    Used where only the spectral norm is needed (a LoRA base matrix). Deterministic start.
+    O(iters·N·M·block) instead of a full solve; a block of 8 converges in a few
+    iterations even when the top eigenvalues are close. Deterministic (fixed start).
+    Used where only the spectral norm is needed (a LoRA base matrix).
     """
     W64 = W.reshape(-1, W.shape[-1]).to(torch.float64)
-    v = torch.ones(W64.shape[1], dtype=torch.float64, device=W64.device)
-    v /= torch.linalg.vector_norm(v)
+    k = min(block, W64.shape[1])
+    gen = torch.Generator(device=W64.device).manual_seed(0)
+    V, _ = torch.linalg.qr(
+        torch.randn(W64.shape[1], k, dtype=torch.float64, generator=gen, device=W64.device)
+    )
     lam = 0.0
     with torch.no_grad():
         for _ in range(iters):
-            u = W64.mT @ (W64 @ v)
-            new = float(torch.linalg.vector_norm(u))
-            if new == 0.0:
-                return 0.0
-            v = u / new
-            if abs(new - lam) <= rtol * new:
+            Z = W64 @ V
+            new = float(torch.linalg.eigvalsh(Z.mT @ Z)[-1])  # Ritz value on span(V)
+            if abs(new - lam) <= rtol * max(new, 1e-300):
                 return new
             lam = new
+            V, _ = torch.linalg.qr(W64.mT @ Z)
     return lam
