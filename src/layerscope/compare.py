@@ -142,8 +142,8 @@ class _Comparer:
         }
         base_fro2 = None
         if base is not None:
-            wb = base.load().to(torch.float64)
-            base_fro2 = float(torch.sum(wb * wb))
+            wb = base.load()
+            base_fro2 = float(torch.linalg.vector_norm(wb, dtype=torch.float64) ** 2)
             row["spectral_ratio"] = float(np.sqrt(ev[-1] / spectrum.top_eigenvalue(wb)))
             row["rel_update"] = float(np.sqrt(ev.sum() / base_fro2)) if base_fro2 else float("inf")
             if self.opts.lora_base_alpha:

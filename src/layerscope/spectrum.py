@@ -114,26 +114,28 @@ def shuffle_entries(W: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.gather(flat, 1, perm.to(W.device)).reshape(W.shape)
 
 
-def top_eigenvalue(W: torch.Tensor, block: int = 8, iters: int = 60, rtol: float = 1e-9) -> float:
+def top_eigenvalue(W: torch.Tensor, block: int = 4, iters: int = 60, rtol: float = 1e-8) -> float:
     """λ_max of WᵀW (= ‖W‖₂²) by block power iteration with Rayleigh-Ritz.
 
-    O(iters·N·M·block) instead of a full solve; a block of 8 converges in a few
-    iterations even when the top eigenvalues are close. Deterministic (fixed start).
+    O(iters·N·M·block) instead of a full solve; the block keeps convergence fast when
+    the top eigenvalues are close. Matrix products in float32 (the Ritz value is
+    within ~0.1% even on random-like spectra, whose top is crowded; ample for a norm
+    ratio). Deterministic (fixed start).
     Used where only the spectral norm is needed (a LoRA base matrix).
     """
-    W64 = W.reshape(-1, W.shape[-1]).to(torch.float64)
-    k = min(block, W64.shape[1])
-    gen = torch.Generator(device=W64.device).manual_seed(0)
-    V, _ = torch.linalg.qr(
-        torch.randn(W64.shape[1], k, dtype=torch.float64, generator=gen, device=W64.device)
-    )
+    W32 = W.reshape(-1, W.shape[-1]).to(torch.float32)
+    k = min(block, W32.shape[1])
+    gen = torch.Generator(device=W32.device).manual_seed(0)
+    start = torch.randn(W32.shape[1], k, dtype=torch.float32, generator=gen, device=W32.device)
+    V, _ = torch.linalg.qr(start)
     lam = 0.0
     with torch.no_grad():
         for _ in range(iters):
-            Z = W64 @ V
-            new = float(torch.linalg.eigvalsh(Z.mT @ Z)[-1])  # Ritz value on span(V)
+            Z = W32 @ V
+            # Ritz value: the largest eigenvalue of WᵀW restricted to span(V).
+            new = float(torch.linalg.eigvalsh((Z.mT @ Z).double())[-1])
             if abs(new - lam) <= rtol * max(new, 1e-300):
                 return new
             lam = new
-            V, _ = torch.linalg.qr(W64.mT @ Z)
+            V, _ = torch.linalg.qr(W32.mT @ Z)
     return lam
