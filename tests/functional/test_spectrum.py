@@ -141,3 +141,15 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             spectrum.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300), (64, 64)])
+def test_top_eigenvalue_matches_svd(shape: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64)
+    w[:, 0] *= 5.0  # a spike, as trained weights have
+    ref = float(np.linalg.svd(w.numpy(), compute_uv=False)[0] ** 2)
+    assert spectrum.top_eigenvalue(w) == pytest.approx(ref, rel=1e-5)
+    noise = torch.randn(*shape, generator=g, dtype=torch.float64)  # crowded top: looser
+    ref_noise = float(np.linalg.svd(noise.numpy(), compute_uv=False)[0] ** 2)
+    assert spectrum.top_eigenvalue(noise) == pytest.approx(ref_noise, rel=2e-3)
