@@ -135,3 +135,16 @@ def test_keep_spectra(model: nn.Module) -> None:
     ev = res.spectra["2.weight"]
     ref = np.linalg.svd(model[2].weight.detach().double().numpy(), compute_uv=False) ** 2
     np.testing.assert_allclose(ev, np.sort(ref), rtol=1e-6, atol=1e-9)
+
+
+def test_tied_weights_listed_not_scanned_twice(tmp_path: Path) -> None:
+    emb = nn.Embedding(100, 32)
+    head = nn.Linear(32, 100, bias=False)
+    head.weight = emb.weight
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    torch.save(model.state_dict(), tmp_path / "tied.pt")
+    for src in (model, tmp_path / "tied.pt"):
+        res = layerscope.scan(src)
+        assert res.layers["name"].tolist() == ["emb.weight"]
+        reason = res.skipped.set_index("name").loc["head.weight", "reason"]
+        assert reason == "tied to emb.weight (same storage)"

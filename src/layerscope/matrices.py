@@ -237,6 +237,8 @@ def _is_conv_3d(layer: LayerWeights) -> bool:
 def plan_matrices(layer: LayerWeights) -> list[MatrixPlan] | Skipped:
     """Decide, from name, shape and module type only, which matrices a tensor yields."""
     ndim = len(layer.shape)
+    if layer.tied_to is not None:
+        return Skipped(layer.name, layer.shape, f"tied to {layer.tied_to} (same storage)")
     if not layer.dtype.startswith(("float", "bfloat", "complex")):
         reason = f"{layer.dtype} tensor (buffer or index, not weights)"
         return Skipped(layer.name, layer.shape, reason)

@@ -49,13 +49,13 @@ def test_module_types_and_shapes() -> None:
     assert layers["stem.weight"].dtype == "float32"
 
 
-def test_tied_parameter_yielded_once() -> None:
+def test_tied_parameter_listed_as_tied() -> None:
     model = SmallCNN()
     source = open_source(model)
-    names = [layer.name for layer in source]
-    assert "embed.weight" in names
-    assert "head.weight" not in names
-    assert len(source) == len(names) == len(list(model.parameters()))
+    layers = {layer.name: layer for layer in source}
+    assert layers["embed.weight"].tied_to is None
+    assert layers["head.weight"].tied_to == "embed.weight"
+    assert len(source) == len(layers) == len(list(model.parameters())) + 1
 
 
 def test_gpt2_conv1d(gpt2: nn.Module) -> None:
@@ -64,7 +64,7 @@ def test_gpt2_conv1d(gpt2: nn.Module) -> None:
     assert c_attn.module_type == "Conv1D"
     assert c_attn.shape == (32, 96)  # HF Conv1D stores (in, out): transposed vs Linear
     assert layers["transformer.wte.weight"].module_type == "Embedding"
-    assert "lm_head.weight" not in layers  # tied to wte
+    assert layers["lm_head.weight"].tied_to == "transformer.wte.weight"
     assert c_attn.config is not None
     assert c_attn.config["n_head"] == 2  # HF config attached for fused-QKV splitting
 

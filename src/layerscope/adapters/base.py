@@ -39,6 +39,8 @@ class LayerWeights:
         load: returns the tensor on the CPU in its stored dtype.
         config: model configuration when the source has one (HF ``config.json``),
             used to split fused QKV with grouped-query attention.
+        tied_to: name of an earlier tensor this one shares storage with (tied
+            embeddings and ``lm_head``); such a tensor is listed, not analysed twice.
     """
 
     name: str
@@ -47,6 +49,7 @@ class LayerWeights:
     load: Callable[[], torch.Tensor] = field(repr=False, compare=False)
     module_type: str | None = None
     config: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    tied_to: str | None = None
 
 
 class Source(Protocol):

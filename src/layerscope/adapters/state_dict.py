@@ -19,6 +19,7 @@ Tensors are yielded as stored: a tied weight saved under two names appears twice
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from collections.abc import Iterator, Mapping
@@ -139,8 +140,21 @@ class StateDictSource:
         return len(self._tensors)
 
     def __iter__(self) -> Iterator[LayerWeights]:
+        owners: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], str] = {}
         for name, value in self._tensors.items():
-            yield make_layer(name, value, self.config)
+            layer = make_layer(name, value, self.config)
+            if isinstance(value, torch.Tensor) and value.numel():
+                # torch.save keeps shared storage: tied weights load as views of one buffer.
+                key = (
+                    value.untyped_storage().data_ptr(),
+                    int(value.storage_offset()),
+                    tuple(value.shape),
+                    tuple(value.stride()),
+                )
+                owner = owners.setdefault(key, layer.name)
+                if owner != layer.name:
+                    layer = dataclasses.replace(layer, tied_to=owner)
+            yield layer
 
 
 def source_from_object(

@@ -50,22 +50,25 @@ class TorchModuleSource:
         inner = getattr(module, "_orig_mod", module)
         self.description = f"torch module {type(inner).__name__}"
 
-    def _parameters(self) -> Iterator[tuple[str, torch.nn.Parameter, str]]:
-        seen: set[int] = set()
-        for module_name, module in self.module.named_modules():
+    def _parameters(self) -> Iterator[tuple[str, torch.nn.Parameter, str, str | None]]:
+        """(name, parameter, module type, first owner's name if tied) for every parameter.
+
+        A parameter reachable under several names (tied embeddings, shared modules) is
+        yielded under each, the later ones with ``tied_to`` set so scans list them.
+        """
+        first: dict[int, str] = {}
+        for module_name, module in self.module.named_modules(remove_duplicate=False):
             module_type = _module_type(module)
             for param_name, param in module.named_parameters(recurse=False):
-                if id(param) in seen:
-                    continue
-                seen.add(id(param))
-                full_name = f"{module_name}.{param_name}" if module_name else param_name
-                yield clean_name(full_name), param, module_type
+                full_name = clean_name(f"{module_name}.{param_name}" if module_name else param_name)
+                owner = first.setdefault(id(param), full_name)
+                yield full_name, param, module_type, None if owner == full_name else owner
 
     def __len__(self) -> int:
         return sum(1 for _ in self._parameters())
 
     def __iter__(self) -> Iterator[LayerWeights]:
-        for name, param, module_type in self._parameters():
+        for name, param, module_type, tied_to in self._parameters():
             yield LayerWeights(
                 name=name,
                 shape=tuple(param.shape),
@@ -73,4 +76,5 @@ class TorchModuleSource:
                 load=partial(detached_cpu, param),
                 module_type=module_type,
                 config=self.config,
+                tied_to=tied_to,
             )
