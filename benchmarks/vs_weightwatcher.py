@@ -571,7 +571,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat-below",
         type=float,
-        default=30.0,
+        default=60.0,
         help="re-run (and take the min of) timings shorter than this many seconds",
     )
     parser.add_argument(
