@@ -571,8 +571,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat-below",
         type=float,
-        default=60.0,
-        help="re-run (and take the min of) timings shorter than this many seconds",
+        default=None,
+        help="re-run (and take the min of) timings shorter than this many seconds "
+        "(default: 30 with --quick, else 60)",
     )
     parser.add_argument(
         "--threads",
@@ -592,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.repeat_below is None:
+        args.repeat_below = 30.0 if args.quick else 60.0
     unknown = set(args.models) - {"minilm", "llama"}
     if unknown:
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose minilm, llama")
