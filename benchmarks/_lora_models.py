@@ -19,14 +19,9 @@ PEFT's wrapped layout) and its two routes, delta and ``peft=True``, silenced.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +33,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _models import INIT_STD, LlamaShape
+from _models import INIT_STD, LlamaShape, quiet
 
 RANK = 16
 LORA_ALPHA = 32
@@ -216,29 +211,6 @@ def verify_with_peft(lora: LoraSet, adapter_dir: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- WeightWatcher
-_SINK = io.StringIO()
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence WeightWatcher (prints, logging, warnings) around a call."""
-    with (
-        contextlib.redirect_stdout(_SINK),
-        contextlib.redirect_stderr(_SINK),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        yield
-    _SINK.seek(0)
-    _SINK.truncate()
-
-
-def import_weightwatcher() -> Any:
-    """Import WeightWatcher with its import-time banner and ``basicConfig`` silenced."""
-    with quiet():
-        import weightwatcher
-    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
-    return weightwatcher
 
 
 def ww_delta(ww: Any, tuned: torch.nn.Module, base: torch.nn.Module) -> pd.DataFrame:

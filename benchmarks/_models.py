@@ -19,10 +19,16 @@ tail). A few are given structure so that alpha, detX and traps have something to
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,3 +231,35 @@ def module_from_tensors(tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
             parent = child
         parent.add_module(leaf_module, _linear(t) if t.ndim == 2 else _Norm(t))
     return root
+
+
+# --------------------------------------------------------------------------- WeightWatcher
+_SINK = io.StringIO()
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence WeightWatcher (prints, logging to stderr, warnings) around a call."""
+    with (
+        contextlib.redirect_stdout(_SINK),
+        contextlib.redirect_stderr(_SINK),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+    _SINK.seek(0)
+    _SINK.truncate()
+
+
+def import_weightwatcher() -> Any:
+    """Import WeightWatcher with its import-time banner and ``basicConfig`` silenced.
+
+    WeightWatcher calls ``logging.basicConfig`` at import; the root handler it creates
+    writes to the stream active at that moment (our sink), and we raise its logger's
+    level so formatting costs nothing.
+    """
+    with quiet():
+        import weightwatcher
+
+    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+    return weightwatcher

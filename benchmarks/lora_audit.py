@@ -346,7 +346,7 @@ def build(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def run_paths(env: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     lora, base_file, adapter, k = env["lora"], env["base_file"], env["adapter"], args.repeat
-    ww = lm.import_weightwatcher()
+    ww = _models.import_weightwatcher()
     res: dict[str, dict[str, Any]] = {}
     console.print("[dim](a) compare(None, adapter) ...[/]")
     res["a"] = timed(lambda: layerscope.compare(None, adapter), k)

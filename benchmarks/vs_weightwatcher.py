@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import json
-import logging
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _models
 import layerscope
+from _models import import_weightwatcher, quiet
 from layerscope import spectrum
 from layerscope.adapters import open_source
 from layerscope.matrices import MIN_EVALS, Skipped, plan_matrices
@@ -74,36 +72,6 @@ LS_OPTIONS: dict[str, dict[str, Any]] = {
 
 console = Console(width=160)
 THREADS = [0]  # --threads, read by the subprocess runs
-_SINK = io.StringIO()
-
-
-# --------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence WeightWatcher (prints, logging to stderr, warnings) around a call."""
-    with (
-        contextlib.redirect_stdout(_SINK),
-        contextlib.redirect_stderr(_SINK),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        yield
-    _SINK.seek(0)
-    _SINK.truncate()
-
-
-def import_weightwatcher() -> Any:
-    """Import WeightWatcher with its import-time banner and ``basicConfig`` silenced.
-
-    WeightWatcher calls ``logging.basicConfig`` at import; the root handler it creates
-    writes to the stream active at that moment (our sink), and we raise its logger's
-    level so formatting costs nothing.
-    """
-    with quiet():
-        import weightwatcher
-
-    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
-    return weightwatcher
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
