@@ -120,6 +120,10 @@ class Monitor:
             thread in background mode; exceptions are logged, not raised).
         detector: ``detector(store, run_id, step)`` run after each stored scan, yielding alerts.
         seed: seed of the scan's random shuffles (the same weights always give the same rows).
+        probe: a small batch of inputs; when given, each scan also stores the baseline
+            measures of :func:`layerscope.probes.baselines.baseline_metrics` as scalars
+            ``probe_l2_norm``, ``probe_weight_entropy``, ``probe_activation_sparsity``,
+            ``probe_circuit_complexity`` (computed on the training thread).
         meta: extra JSON-ready information stored with the run.
         **options: further :func:`layerscope.scan` options (``include``, ``jobs``...).
 
@@ -140,9 +144,12 @@ class Monitor:
         on_alert: Callable[[Alert], None] | None = None,
         detector: Detector | None = None,
         seed: int = 0,
+        probe: torch.Tensor | None = None,
         meta: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
+        if probe is not None and (not isinstance(probe, torch.Tensor) or probe.dim() < 1):
+            raise ValueError("probe must be a tensor of inputs with a batch dimension")
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         if time_budget is not None and not 0.0 < time_budget <= 1.0:
@@ -154,6 +161,8 @@ class Monitor:
         self.background = background
         self.on_alert = on_alert
         self.detector = detector
+        self.probe = probe
+        self.seed = seed
         self.stats = MonitorStats()
         self.alerts: list[Alert] = []
         self._owns_store = not isinstance(store, RunStore)
@@ -205,6 +214,8 @@ class Monitor:
             self._skip(step, f"time budget {self.time_budget:g} of wall time reached", busy=False)
             return False
         started = time.perf_counter()
+        if self.probe is not None:
+            self._probe(step, self.probe)
         try:
             copy = snapshot(self.model)
         except Exception as exc:
@@ -218,6 +229,17 @@ class Monitor:
         )
         self._worker.start()
         return True
+
+    def _probe(self, step: int, probe: torch.Tensor) -> None:
+        """Store the baseline measures on the probe batch; a failure is logged, not raised."""
+        from layerscope.probes.baselines import baseline_metrics
+
+        try:
+            values = baseline_metrics(self.model, probe, seed=self.seed)
+        except Exception:
+            logger.exception("layerscope: probe measures at step %d failed", step)
+            return
+        self.log(step, **{f"probe_{k}": v for k, v in values.items()})
 
     def _over_budget(self) -> bool:
         with self._lock:

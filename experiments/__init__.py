@@ -1,0 +1,1 @@
+"""Reproductions of published results (run from the repository root: python -m experiments...)."""

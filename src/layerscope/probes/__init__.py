@@ -1,0 +1,9 @@
+"""Data-dependent measures that need inputs as well as weights.
+
+* :mod:`layerscope.probes.baselines`: the competing grokking metrics of Golechha 2024
+  (L2 weight norm, activation sparsity, absolute weight entropy, approximate local
+  circuit complexity);
+* :mod:`layerscope.probes.llc`: the local learning coefficient (SGLD).
+
+Submodules are imported on use; importing this package imports none of them.
+"""
