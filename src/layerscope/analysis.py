@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ class Analyser:
         self.specs = registry.resolve(opts.metrics)
         self.shuffle = any(s.needs_shuffle for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
-        self.precision: spectrum.Precision = "float32" if opts.precision == "float32" else "float64"
+        self.precision = cast(spectrum.Precision, opts.precision)
 
     def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
         return spectrum.eigenvalues(slices, self.precision, self.device) * scale
@@ -77,9 +77,7 @@ class Analyser:
         # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
         # distance: float32 Gram and solver are ample and halve the second decomposition.
         shuffled = [
-            spectrum.eigenvalues(
-                spectrum.shuffle_entries(slices, gen), "float32", self.device, torch.float32
-            )
+            spectrum.eigenvalues(spectrum.shuffle_entries(slices, gen), "float32", self.device)
             * plan.eig_scale
             for _ in range(replicas)
         ]

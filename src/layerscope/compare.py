@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -59,9 +59,9 @@ def _alpha(evals: np.ndarray[Any, np.dtype[np.float64]]) -> float:
         return float("nan")
 
 
-def _update_columns(d_ev: Any, base_ev: Any, N: int) -> Row:
+def _update_columns(d_ev: Any, base_ev: Any, N: int, rel: float) -> Row:
     return {
-        "rel_update": delta.relative_update(d_ev, base_ev),
+        "rel_update": rel,
         "spectral_ratio": delta.spectral_ratio(d_ev, base_ev),
         "update_rank": norms.numerical_rank(d_ev, N),
         "update_effective_rank": delta.effective_rank(d_ev),
@@ -72,6 +72,10 @@ class _Comparer:
     def __init__(self, opts: CompareOptions) -> None:
         self.opts = opts
         self.analyser = Analyser(opts)
+        # Updates are often rank-deficient (λ_min ≈ 0), where "auto" would only waste a
+        # float32 attempt before falling back: run them in float64 straight away.
+        exact = "float64" if opts.precision == "auto" else opts.precision
+        self.delta_analyser = Analyser(replace(opts, precision=exact))
         self.sketches: dict[str, list[Sketch]] = {"base": [], "tuned": []}
 
     def pair(self, plan: MatrixPlan, wb: torch.Tensor, wt: torch.Tensor) -> Row:
@@ -95,10 +99,10 @@ class _Comparer:
                 reason=f"update ‖ΔW‖/‖W‖ = {rel:.1e} ≤ {self.opts.untouched_tol:g}",
             )
             return row
-        metrics, d_ev = self.analyser.analyse(plan, d, relative_zero=True)
+        metrics, d_ev = self.delta_analyser.analyse(plan, d, relative_zero=True)
         row.update(metrics)
         if d_ev is not None:
-            row.update(_update_columns(d_ev, base_ev, plan.N))
+            row.update(_update_columns(d_ev, base_ev, plan.N, rel))
         return row
 
     def tensors(

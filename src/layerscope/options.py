@@ -22,7 +22,7 @@ class ScanOptions:
     seed: int = 0
     device: str = "auto"
     jobs: int = 1
-    precision: str = "float64"
+    precision: str = "auto"
     keep_spectra: bool = False
     allow_unsafe_pickle: bool = False
 
@@ -56,8 +56,10 @@ class ScanOptions:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.min_size < 0:
             raise ValueError(f"min_size must be >= 0, got {self.min_size}")
-        if self.precision not in ("float64", "float32"):
-            raise ValueError(f"precision must be 'float64' or 'float32', got {self.precision!r}")
+        if self.precision not in ("auto", "float64", "float32"):
+            raise ValueError(
+                f"precision must be 'auto', 'float64' or 'float32', got {self.precision!r}"
+            )
         spectrum.resolve_device(self.device)
 
 

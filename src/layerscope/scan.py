@@ -122,7 +122,9 @@ def scan(
             ``include``/``exclude`` name patterns (glob, or substring), ``kinds``,
             ``min_size`` (min matrix dimension), ``seed`` (shuffles for traps),
             ``device`` (cpu|cuda|auto), ``jobs`` (threads), ``precision``
-            (float64|float32 Gram), ``keep_spectra``, ``allow_unsafe_pickle``.
+            (auto|float64|float32; auto = float32 where verified accurate, see
+            :mod:`layerscope.spectrum`), ``keep_spectra`` (eigenvalues in ``result.spectra``,
+            compact samples for reports in ``result.samples``), ``allow_unsafe_pickle``.
 
     Returns:
         :class:`ScanResult`. Layers that cannot be analysed have ``status`` set to the

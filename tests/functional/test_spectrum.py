@@ -95,6 +95,52 @@ def test_gram_blocks_equal_one_shot(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def _solves(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
+    """Record the dtype of every Gram solve that ``eigenvalues`` runs."""
+    calls: list[torch.dtype] = []
+    solve = spectrum._solve
+
+    def spy(W: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        calls.append(dtype)
+        return solve(W, dtype)
+
+    monkeypatch.setattr(spectrum, "_solve", spy)
+    return calls
+
+
+AUTO_CASES = {
+    # case: (matrix, dtypes of the solves "auto" must run)
+    "tall, well conditioned": (_heavy((600, 120), 8), [torch.float32]),
+    "tall batch": (_heavy((3, 260, 64), 9), [torch.float32]),
+    "wide (transposed to tall)": (_heavy((50, 400), 10), [torch.float32]),
+    "square": (CASES["square"], [torch.float64]),
+    "aspect below 2": (_heavy((230, 120), 11), [torch.float64]),
+    "tall, rank-deficient": (CASES["rank-deficient"].T.copy(), [torch.float32, torch.float64]),
+    "tall, ill-conditioned": (
+        _heavy((400, 100), 12) * np.logspace(0, -3, 100),
+        [torch.float32, torch.float64],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(AUTO_CASES))
+def test_auto_precision_is_verified_float32_or_float64(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    W, expected_solves = AUTO_CASES[case]
+    W32 = torch.as_tensor(W, dtype=torch.float32)
+    calls = _solves(monkeypatch)
+    auto = spectrum.eigenvalues(W32, precision="auto")
+    assert calls == expected_solves
+    exact = _svd_evals(W32.double().numpy())
+    if expected_solves[-1] == torch.float64:
+        _check(auto, exact, rel_top=1e-10, abs_all=1e-12)
+    else:
+        # The guarantee of the module docstring: every eigenvalue within 1e-3 relative.
+        assert_close(auto, exact, rtol=1e-3, what="auto (float32) eigenvalues, all")
+        assert_close(auto[_top(exact)], exact[_top(exact)], rtol=1e-5, what="top")
+
+
 def test_rank_deficient_zeros_are_tiny() -> None:
     ours = spectrum.eigenvalues(torch.as_tensor(CASES["rank-deficient"]))
     assert np.count_nonzero(ours > 1e-9 * ours.max()) == 5

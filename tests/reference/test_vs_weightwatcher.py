@@ -38,6 +38,7 @@ streams, so ``num_traps`` and ``rand_distance`` are compared as statistics:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,23 +161,41 @@ CASES: dict[str, tuple[Builder, tuple[Check, ...]]] = {
 }
 
 
-def _ours(source: Any) -> pd.DataFrame:
-    layers = layerscope.scan(source, metrics="all", seed=SEED).layers
+def _ours(source: Any, precision: str) -> pd.DataFrame:
+    layers = layerscope.scan(source, metrics="all", seed=SEED, precision=precision).layers
     ok = layers[layers["status"] == "ok"].copy()
     ok["name"] = ok["name"].str.removesuffix(".weight")
     return ok
 
 
+def _loosened(check: Check) -> Check:
+    """A bit-level tolerance widened to what the verified float32 path guarantees."""
+    if check.atol == check.rtol == 0.0 or max(check.atol, check.rtol) >= AUTO_TOL:
+        return check
+    return replace(check, atol=max(check.atol, AUTO_TOL), rtol=max(check.rtol, AUTO_TOL))
+
+
+# precision="auto" computes tall matrices in float32 when verified (spectrum.py): every
+# eigenvalue within ~1e-3 relative, measured ≤ 2e-5 on MiniLM; bit-level checks widen to this.
+AUTO_TOL = 1e-4
+
+
+@pytest.mark.parametrize("precision", ["float64", "auto"])
 @pytest.mark.parametrize(
     "case", [pytest.param("minilm", marks=pytest.mark.slow), "synthetic", "cnn"]
 )
-def test_matches_weightwatcher(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matches_weightwatcher(
+    case: str, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build, checks = CASES[case]
+    if precision == "auto":
+        checks = tuple(_loosened(c) for c in checks)
     module, source = build(monkeypatch)
     ref = _ww.analyze(module, seed=SEED, randomize=True, mp_fit=True, detX=True)
-    ours = _ours(source)
+    ours = _ours(source, precision)
     results = compare_tables(ours, ref, checks, ref_key="longname", label=case)
-    print(report(results, f"{case}: layerscope vs WeightWatcher 0.7.7 ({len(ours)} layers)"))
+    title = f"{case} ({precision}): layerscope vs WeightWatcher 0.7.7 ({len(ours)} layers)"
+    print(report(results, title))
 
 
 def _shuffled_spectra(W: torch.Tensor, seed: int) -> np.ndarray:

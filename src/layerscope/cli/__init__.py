@@ -73,9 +73,9 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffles used for traps")
     p.add_argument(
         "--precision",
-        default="float64",
-        choices=("float64", "float32"),
-        help="Gram matrix accumulation precision",
+        default="auto",
+        choices=("auto", "float64", "float32"),
+        help="eigensolver precision (auto: float32 where verified accurate, else float64)",
     )
     p.add_argument(
         "--unsafe-pickle",

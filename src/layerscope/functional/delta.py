@@ -50,11 +50,6 @@ def effective_rank(evals: FloatArray, tol: float | None = None) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def relative_update(delta_evals: FloatArray, base_evals: FloatArray) -> float:
-    """‖ΔW‖_F / ‖W_base‖_F = √(Σλ_Δ / Σλ_base)."""
-    return float(np.sqrt(np.sum(delta_evals) / np.sum(base_evals)))
-
-
 def spectral_ratio(delta_evals: FloatArray, base_evals: FloatArray) -> float:
     """‖ΔW‖₂ / ‖W_base‖₂ = √(λ_max,Δ / λ_max,base)."""
     return float(np.sqrt(np.max(delta_evals) / np.max(base_evals)))
