@@ -13,7 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 PER_CLASS = 100
-MNIST_KEYS = (("x_train", "y_train", "x_test", "y_test"), ("X_train", "y_train", "X_test", "y_test"))
+MNIST_KEYS = (
+    ("x_train", "y_train", "x_test", "y_test"),
+    ("X_train", "y_train", "X_test", "y_test"),
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ matrix products (less Python overhead per model).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +23,7 @@ def reference_mlp(sizes: Sequence[int], seed: int, scale: float = INIT_SCALE) ->
     """The recipe's MLP as a plain ``nn.Sequential`` (float64, ReLU, default init × scale)."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out, dtype=torch.float64))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -167,3 +167,66 @@ def test_hf_trainer_end_to_end(tmp_path: Path) -> None:
         assert hist["name"].str.contains("attention.self.query").any()
         assert scanned == [3, 6]
         assert store.layer_history("hf-checkpoints")["alpha"].notna().any()
+
+
+def test_lightning_trainer_end_to_end(tmp_path: Path) -> None:
+    """A real tiny Lightning run: scans, logged metrics, a probe batch, stop on alert."""
+    pl = pytest.importorskip("lightning.pytorch")
+
+    class Tiny(pl.LightningModule):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)  # type: ignore[no-any-return]
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    gen = torch.Generator().manual_seed(0)
+    data = torch.utils.data.TensorDataset(
+        torch.randn(32, 16, generator=gen), torch.randn(32, 8, generator=gen)
+    )
+    loader = torch.utils.data.DataLoader(data, batch_size=4)
+
+    def detector(db: RunStore, run_id: int, step: int) -> list[Alert]:
+        return [Alert(step, "warning", "stop here")] if step >= 6 else []
+
+    db = tmp_path / "runs.db"
+    callback = LayerscopeLightningCallback(
+        every=3,
+        store=db,
+        run="pl",
+        background=False,
+        detector=detector,
+        stop_on_alert=True,
+        probe=torch.randn(5, 16, generator=gen),
+    )
+    assert isinstance(callback, pl.Callback)
+    trainer = pl.Trainer(
+        max_steps=8,
+        callbacks=[callback],
+        logger=False,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(Tiny(), loader)
+    callback.close()
+    assert trainer.global_step == 6  # stopped by the alert
+    with RunStore(db) as store:
+        assert list(store.steps("pl")["step"]) == [1, 3, 6]
+        scalars = store.scalar_history("pl")
+        assert scalars["train_loss"].notna().sum() >= 5
+        assert scalars["probe_l2_norm"].notna().tolist().count(True) == 3
+        assert store.alerts("pl")["message"].tolist() == ["stop here"]

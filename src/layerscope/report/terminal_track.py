@@ -1,6 +1,8 @@
-"""Terminal rendering of a tracked run: steps with model-level means, and alerts."""
+"""Terminal rendering of a tracked run: steps with model-level means, phases, alerts."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console, Group
@@ -9,6 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from layerscope.report.terminal import fmt_num
+
+if TYPE_CHECKING:
+    from layerscope.track.phases import RunPhases
 
 STEP_COLUMNS = (
     "alpha",
@@ -20,8 +25,44 @@ STEP_COLUMNS = (
 )
 
 
-def render_status(run: str, steps: pd.DataFrame, alerts: pd.DataFrame, console: Console) -> None:
-    """One row per recorded step (status and the summary means), then the alerts."""
+PHASE_STYLES = {
+    "over-fitting": "bold red",
+    "under-trained": "yellow",
+    "learning": "cyan",
+    "converged": "green",
+}
+
+
+def render_phases(phases: RunPhases) -> Table:
+    """The current phase of every layer and of the model, with the evidence."""
+    table = Table(title="Phases", header_style="bold")
+    for col in ("layer", "phase", "since", "alpha", "trap_scale", "num_traps", "ERG_gap"):
+        table.add_column(col, justify="left" if col in ("layer", "phase") else "right")
+    for _, r in phases.current_layers().iterrows():
+        phase = str(r["phase"])
+        table.add_row(
+            escape(str(r["name"])),
+            Text(phase, style=PHASE_STYLES.get(phase, "")),
+            str(r["since"]),
+            fmt_num(r.get("alpha")),
+            fmt_num(r.get("trap_scale")),
+            fmt_num(r.get("num_traps"), "d"),
+            fmt_num(r.get("ERG_gap"), "d"),
+        )
+    style = PHASE_STYLES.get(phases.phase, "")
+    table.add_section()
+    table.add_row("model", Text(phases.phase, style=style), str(phases.since))
+    return table
+
+
+def render_status(
+    run: str,
+    steps: pd.DataFrame,
+    alerts: pd.DataFrame,
+    console: Console,
+    phases: RunPhases | None = None,
+) -> None:
+    """One row per recorded step (status and the summary means), phases, then the alerts."""
     table = Table(title=f"Run {escape(run)}", header_style="bold")
     shown = [c for c in STEP_COLUMNS if c in steps]
     for col in ("step", "status", *shown, "source"):
@@ -37,6 +78,8 @@ def render_status(run: str, steps: pd.DataFrame, alerts: pd.DataFrame, console: 
             escape(source[-60:]),
         )
     parts: list[Table | Text] = [table]
+    if phases is not None and len(phases.model):
+        parts.append(render_phases(phases))
     if len(alerts):
         at = Table(title="Alerts", header_style="bold red")
         for col in ("step", "level", "message"):

@@ -16,7 +16,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 
@@ -96,8 +96,9 @@ class _MonitorCallback:
         time_budget: float | None = None,
         background: bool = True,
         on_alert: Callable[[Alert], None] | None = None,
-        detector: Detector | None = None,
+        detector: Detector | Literal["phases"] | None = "phases",
         stop_on_alert: bool = False,
+        probe: torch.Tensor | None = None,
         **options: Any,
     ) -> None:
         scan_kwargs(metrics, options)
@@ -112,6 +113,7 @@ class _MonitorCallback:
             "background": background,
             "on_alert": on_alert,
             "detector": detector,
+            "probe": probe,
             **options,
         }
 
@@ -144,8 +146,9 @@ class LayerscopeLightningCallback(_MonitorCallback):
     """PyTorch Lightning callback: scans every ``every`` global steps, logs the metrics.
 
     Logged scalars: ``trainer.callback_metrics`` every ``log_every_n_steps`` training
-    batches and after each validation. Arguments are those of :class:`Monitor`, plus
-    ``stop_on_alert`` (set ``trainer.should_stop`` on a warning or error alert). The
+    batches and after each validation. Arguments are those of :class:`Monitor` (a
+    ``probe`` batch adds the baseline measures), plus ``stop_on_alert`` (set
+    ``trainer.should_stop`` on a warning or error alert). The
     run name defaults to the logger's name and version, else the LightningModule class.
 
     Raises:
@@ -192,8 +195,9 @@ class LayerscopeHFCallback(_MonitorCallback):
     """Hugging Face ``TrainerCallback``: scans every ``every`` global steps, logs ``logs``.
 
     Every numeric entry the Trainer logs (loss, learning_rate, eval_loss...) is stored at
-    the current global step. Arguments are those of :class:`Monitor`, plus
-    ``stop_on_alert`` (set ``control.should_training_stop`` on a warning or error alert).
+    the current global step. Arguments are those of :class:`Monitor` (a ``probe`` batch
+    adds the baseline measures), plus ``stop_on_alert`` (set
+    ``control.should_training_stop`` on a warning or error alert).
     The run name defaults to ``args.run_name``, else the output directory's name.
 
     Raises:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -105,6 +105,17 @@ def snapshot(model: torch.nn.Module) -> torch.nn.Module:
     return root
 
 
+def _resolve_detector(detector: Detector | Literal["phases"] | None) -> Detector | None:
+    """``"phases"`` -> a new :class:`~layerscope.track.phases.PhaseDetector`."""
+    if detector == "phases":
+        from layerscope.track.phases import PhaseDetector
+
+        return PhaseDetector()
+    if detector is not None and not callable(detector):
+        raise ValueError(f"detector must be callable, 'phases' or None, got {detector!r}")
+    return detector
+
+
 class Monitor:
     """Scan a model every ``every`` steps into a :class:`RunStore`, without stopping training.
 
@@ -118,7 +129,10 @@ class Monitor:
         background: scan on a background thread (``False``: inside :meth:`step`).
         on_alert: called with each :class:`Alert` the ``detector`` raises (from the scanning
             thread in background mode; exceptions are logged, not raised).
-        detector: ``detector(store, run_id, step)`` run after each stored scan, yielding alerts.
+        detector: ``detector(store, run_id, step)`` run after each stored scan, yielding
+            alerts; ``"phases"`` (default) is a
+            :class:`~layerscope.track.phases.PhaseDetector` (it warns on the collapse
+            signature, which needs the ``traps`` metrics); ``None`` for none.
         seed: seed of the scan's random shuffles (the same weights always give the same rows).
         probe: a small batch of inputs; when given, each scan also stores the baseline
             measures of :func:`layerscope.probes.baselines.baseline_metrics` as scalars
@@ -142,7 +156,7 @@ class Monitor:
         time_budget: float | None = None,
         background: bool = True,
         on_alert: Callable[[Alert], None] | None = None,
-        detector: Detector | None = None,
+        detector: Detector | Literal["phases"] | None = "phases",
         seed: int = 0,
         probe: torch.Tensor | None = None,
         meta: Mapping[str, Any] | None = None,
@@ -160,7 +174,7 @@ class Monitor:
         self.time_budget = time_budget
         self.background = background
         self.on_alert = on_alert
-        self.detector = detector
+        self.detector = _resolve_detector(detector)
         self.probe = probe
         self.seed = seed
         self.stats = MonitorStats()

@@ -1,0 +1,90 @@
+"""Summarise grokking runs: trajectories as CSV, detector step vs collapse step per run.
+
+    python -m experiments.grokking.analyze runs/wd0/runs.db runs/wd0.01/runs.db --csv docs/grokking
+
+For each run: the step of peak test accuracy, the first step at which test accuracy is
+10 points (``--drop``) below its peak so far (the collapse), and the first step the
+phase detector reports ``over-fitting`` (replayed from the store: the detector is
+causal, so the replay equals what a live Monitor would have raised). Test accuracy is
+only reported, never used by the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from layerscope.functional.phases import OVERFIT, PhaseRules
+from layerscope.track import RunStore
+from layerscope.track.phases import phases_from_history
+
+LAYERS = {"0.weight": "fc1", "2.weight": "fc2", "4.weight": "fc3"}
+METRICS = ("alpha", "num_traps", "trap_scale", "ERG_gap", "log_spectral_norm", "log_norm")
+SCALARS = ("train_acc", "test_acc")
+PROBES = ("l2_norm", "weight_entropy", "activation_sparsity", "circuit_complexity")
+
+
+def trajectory(store: RunStore, run: str, rules: PhaseRules | None = None) -> pd.DataFrame:
+    """One row per scanned step: accuracies, per-layer metrics, probe measures, model phase."""
+    history = store.layer_history(run, METRICS)
+    result = phases_from_history(history, run, rules)
+    history = history.assign(layer=history["name"].map(LAYERS).fillna(history["name"]))
+    wide = history.pivot(index="step", columns="layer", values=list(METRICS))
+    wide.columns = [f"{layer}_{metric}" for metric, layer in wide.columns]
+    wide = wide[sorted(wide.columns)]
+    scalars = store.scalar_history(run).set_index("step")
+    keep = [c for c in (*SCALARS, *(f"probe_{p}" for p in PROBES)) if c in scalars]
+    frame = scalars[keep].join(wide, how="inner")
+    phase = result.model.set_index("step")[["raw", "phase"]].add_prefix("model_")
+    return frame.join(phase).reset_index()
+
+
+def events(scalars: pd.DataFrame, frame: pd.DataFrame, drop: float) -> dict[str, float | None]:
+    """Peak test accuracy, the first collapse step, the first over-fitting step."""
+    acc = scalars.set_index("step")["test_acc"].dropna()
+    running = acc.cummax()
+    fallen = acc[acc <= running - drop]
+    fired = frame.loc[frame["model_phase"] == OVERFIT, "step"]
+    peak_step = int(acc.idxmax())
+    return {
+        "peak_step": peak_step,
+        "peak_test_acc": round(float(acc.max()), 4),
+        "final_test_acc": round(float(acc.iloc[-1]), 4),
+        "final_train_acc": round(float(scalars["train_acc"].dropna().iloc[-1]), 4),
+        "collapse_step": int(fallen.index[0]) if len(fallen) else None,
+        "detector_step": int(fired.iloc[0]) if len(fired) else None,
+        "last_step": int(acc.index[-1]),
+    }
+
+
+def summarise(dbs: Sequence[Path], csv_dir: Path | None, drop: float) -> pd.DataFrame:
+    rows = []
+    for db in dbs:
+        with RunStore(db, create=False) as store:
+            for run in store.runs()["name"]:
+                frame = trajectory(store, run)
+                if csv_dir is not None:
+                    csv_dir.mkdir(parents=True, exist_ok=True)
+                    frame.round(5).to_csv(csv_dir / f"{run}.csv", index=False)
+                meta = store.run_meta(run)
+                info = {"run": run, "weight_decay": meta.get("weight_decay")}
+                rows.append({**info, **events(store.scalar_history(run), frame, drop)})
+    return pd.DataFrame(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("stores", type=Path, nargs="+", help="runs.db files of train.py")
+    p.add_argument("--csv", type=Path, default=None, help="write one CSV per run here")
+    p.add_argument("--drop", type=float, default=0.10, help="collapse: drop below the peak")
+    args = p.parse_args(argv)
+    print(summarise(args.stores, args.csv, args.drop).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
