@@ -86,8 +86,9 @@ def test_default_detector_in_a_monitor_warns_logs_hooks_and_status_exits_1(
     db = tmp_path / "runs.db"
     model = mlp()
     received: list[Alert] = []
-    with caplog.at_level(logging.WARNING, logger="layerscope.track.monitor"):
-        with Monitor(
+    with (
+        caplog.at_level(logging.WARNING, logger="layerscope.track.monitor"),
+        Monitor(
             model,
             every=1,
             run="shift",
@@ -95,10 +96,11 @@ def test_default_detector_in_a_monitor_warns_logs_hooks_and_status_exits_1(
             metrics="all",
             background=False,
             on_alert=received.append,
-        ) as monitor:
-            assert isinstance(monitor.detector, PhaseDetector)
-            monitor.detector.rules = RULES
-            _shift_and_scan(monitor, model, 12)
+        ) as monitor,
+    ):
+        assert isinstance(monitor.detector, PhaseDetector)
+        monitor.detector.rules = RULES
+        _shift_and_scan(monitor, model, 12)
     assert len(received) == 1 and "2.weight" in received[0].message
     assert "over-fitting" in caplog.text
     with RunStore(db) as store:
