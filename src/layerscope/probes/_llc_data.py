@@ -1,0 +1,87 @@
+"""Data sources of the LLC estimator: tensors, DataLoaders and plain iterables of batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from layerscope.probes._sgld import cycle_batches
+
+DEFAULT_TENSOR_BATCH = 128
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the estimator knows about ``data``: the batch size and the data set size."""
+
+    batch_size: int | None
+    num_samples: int | None
+
+
+def _tensor_batches(
+    tensors: Sequence[torch.Tensor], batch_size: int, seed: int, single: bool
+) -> Iterator[Any]:
+    """Shuffled minibatches without replacement, reshuffled every epoch (a seeded generator)."""
+    n = len(tensors[0])
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            parts = tuple(t[idx.to(t.device)] for t in tensors)
+            yield parts[0] if single else parts
+
+
+def describe(data: Any, batch_size: int | None) -> DataInfo:
+    """Batch and data set size of ``data`` (None where they cannot be known).
+
+    Raises:
+        ValueError: tensors of different lengths, an empty data set, or a bad batch size.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(data, torch.Tensor) or _is_tensor_tuple(data):
+        tensors = [data] if isinstance(data, torch.Tensor) else list(data)
+        n = len(tensors[0])
+        if n == 0 or any(len(t) != n for t in tensors):
+            raise ValueError(f"data: tensors must be non-empty and equally long, got {_lens(data)}")
+        size = min(n, DEFAULT_TENSOR_BATCH) if batch_size is None else batch_size
+        if size > n:
+            raise ValueError(f"batch_size {size} is larger than the {n} samples in data")
+        return DataInfo(size, n)
+    if isinstance(data, DataLoader):
+        if batch_size is not None and batch_size != data.batch_size:
+            raise ValueError(f"batch_size {batch_size} differs from the DataLoader's")
+        dataset = data.dataset
+        known = len(dataset) if hasattr(dataset, "__len__") else None
+        return DataInfo(data.batch_size, known)
+    if isinstance(data, Iterable):
+        return DataInfo(batch_size, None)
+    raise ValueError(
+        f"data: expected tensors, a DataLoader or an iterable of batches, got {data!r}"
+    )
+
+
+def batches(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
+    """An endless stream of batches from ``data`` (see :func:`describe`)."""
+    if isinstance(data, torch.Tensor):
+        assert batch_size is not None
+        return _tensor_batches([data], batch_size, seed, single=True)
+    if _is_tensor_tuple(data):
+        assert batch_size is not None
+        return _tensor_batches(list(data), batch_size, seed, single=False)
+    return cycle_batches(data)
+
+
+def _is_tensor_tuple(data: Any) -> bool:
+    return (
+        isinstance(data, tuple) and len(data) > 0 and all(isinstance(t, torch.Tensor) for t in data)
+    )
+
+
+def _lens(data: Any) -> list[int]:
+    return [len(data)] if isinstance(data, torch.Tensor) else [len(t) for t in data]

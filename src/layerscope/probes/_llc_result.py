@@ -1,0 +1,90 @@
+"""The result of an LLC estimate: plain data with ``to_dict`` and ``to_frame``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from layerscope.probes._llc_diagnostics import LLCDiagnostics
+
+
+@dataclass(frozen=True)
+class LLCResult:
+    """A local learning coefficient estimate with the settings and diagnostics behind it.
+
+    Attributes:
+        mean: mean over the chains that did not diverge of the per-chain LLC.
+        std: their standard deviation (ddof=1): chain-to-chain spread, not an error bar
+            (the bias from step size and nβ is usually larger; SCIENCE.md §6).
+        per_chain: λ̂_c = nβ·mean_t(L_b(w_t) − baseline_t) over the draws of chain c.
+        nbeta, step_size, localization, num_chains, num_draws, burnin, batch_size:
+            the settings used (nβ and the step size after defaults were applied).
+        num_samples: the data set size, when known.
+        baseline: ``"paired"`` (L_b(w*) on each step's minibatch) or ``"fixed"``.
+        baseline_loss: mean baseline over the draws.
+        diagnostics: see :class:`LLCDiagnostics`.
+        warnings: plain-language reasons not to trust the number (empty: none found).
+        vectorized: whether the chains ran together under vmap.
+        fallback_reason: why they did not (vmap's error), else empty.
+        loss_traces: ``(C, num_draws)`` minibatch losses after burn-in (``keep_traces``).
+        baseline_trace: ``(num_draws,)`` baselines of those steps (``keep_traces``).
+    """
+
+    mean: float
+    std: float
+    per_chain: tuple[float, ...]
+    nbeta: float
+    step_size: float
+    localization: float
+    num_chains: int
+    num_draws: int
+    burnin: int
+    batch_size: int | None
+    num_samples: int | None
+    baseline: str
+    baseline_loss: float
+    diagnostics: LLCDiagnostics
+    warnings: tuple[str, ...]
+    vectorized: bool
+    fallback_reason: str = ""
+    loss_traces: np.ndarray | None = None
+    baseline_trace: np.ndarray | None = None
+
+    @property
+    def trustworthy(self) -> bool:
+        """True when no diagnostic raised a warning."""
+        return not self.warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: settings, estimate, diagnostics (flattened), warnings, traces."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, LLCDiagnostics):
+                out.update({f"diag_{k}": v for k, v in dataclasses.asdict(value).items()})
+            elif isinstance(value, np.ndarray):
+                out[field.name] = value.tolist()
+            elif isinstance(value, tuple):
+                out[field.name] = list(value)
+            else:
+                out[field.name] = value
+        out["diag_chain_z"] = list(self.diagnostics.chain_z)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per chain: chain, llc, stationarity_z, diverged, mean_loss (with traces)."""
+        frame = pd.DataFrame(
+            {
+                "chain": range(self.num_chains),
+                "llc": self.per_chain,
+                "stationarity_z": self.diagnostics.chain_z,
+                "diverged": [not np.isfinite(v) for v in self.per_chain],
+            }
+        )
+        if self.loss_traces is not None:
+            frame["mean_loss"] = self.loss_traces.mean(axis=1)
+        return frame

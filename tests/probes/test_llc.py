@@ -1,0 +1,224 @@
+"""LLC estimator: closed-form ground truth (reduced-rank regression), determinism,
+vmap vs loop, diagnostics on bad step sizes, data forms, validation and calibration."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from layerscope.probes import llc
+from layerscope.probes._llc_diagnostics import geweke_z, split_r_hat
+from probes._rrr import gaussian_nll, rrr_problem
+
+FAST = {"num_chains": 3, "num_draws": 300, "burnin": 300}
+
+
+@functools.cache
+def _rrr_estimate(case: tuple[int, int, int, int]) -> float:
+    model, x, y = rrr_problem(*case, train_steps=1500)
+    return llc.estimate(model, (x, y), gaussian_nll, **FAST).mean
+
+
+@pytest.fixture(scope="module")
+def rrr() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    return rrr_problem(6, 4, 6, 2, train_steps=1500)
+
+
+@pytest.mark.parametrize(
+    ("M", "H", "N", "r", "expected"),
+    [
+        (5, 2, 6, 2, 9.0),  # case 2, full rank: regular, d/2 = (H(M+N) − H²)/2
+        (6, 2, 5, 2, 9.0),  # case 3, full rank
+        (4, 3, 4, 3, 7.5),  # case 1 even, full rank: (3·8 − 9)/2
+        (2, 9, 3, 0, 3.0),  # case 4: MN/2
+    ],
+)
+def test_closed_form_regular_and_case4(M: int, H: int, N: int, r: int, expected: float) -> None:
+    assert llc.rrr_learning_coefficient(M, H, N, r) == expected
+
+
+def test_closed_form_case1_parity_and_bounds() -> None:
+    # case 1, M+H+N+r odd: [2(H+r)(M+N) − (M−N)² − (H+r)² + 1]/8 by hand
+    assert llc.rrr_learning_coefficient(5, 3, 5, 0) == (2 * 3 * 10 - 0 - 9 + 1) / 8
+    # the LC never exceeds half the parameter count H(M+N)
+    for M, H, N, r in [(6, 4, 6, 0), (6, 4, 6, 2), (3, 10, 4, 2), (8, 3, 8, 1)]:
+        assert 0 < llc.rrr_learning_coefficient(M, H, N, r) <= H * (M + N) / 2
+    with pytest.raises(ValueError, match="r must be"):
+        llc.rrr_learning_coefficient(3, 2, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("case", "tol"),
+    [
+        ((6, 4, 6, 0), 0.20),  # case 1, true rank 0 (most singular: slowest to mix)
+        ((6, 4, 6, 2), 0.12),  # case 1, even
+        ((5, 3, 5, 1), 0.12),  # case 1, odd
+        ((3, 4, 10, 1), 0.12),  # case 2: M + H < N + r
+        ((10, 4, 3, 1), 0.12),  # case 3: N + H < M + r
+        ((3, 10, 4, 2), 0.12),  # case 4: M + N < H + r
+    ],
+)
+def test_rrr_ground_truth(case: tuple[int, int, int, int], tol: float) -> None:
+    estimate, truth = _rrr_estimate(case), llc.rrr_learning_coefficient(*case)
+    assert estimate == pytest.approx(truth, rel=tol), (estimate, truth)
+
+
+def test_rank_ordering_kept() -> None:
+    means = [_rrr_estimate((6, 4, 6, r)) for r in (0, 1, 2)]
+    truths = [llc.rrr_learning_coefficient(6, 4, 6, r) for r in (0, 1, 2)]
+    assert truths == sorted(truths)
+    assert means == sorted(means), means
+
+
+def test_deterministic_under_seed(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    model, x, y = rrr
+    kw = {"num_chains": 2, "num_draws": 30, "burnin": 10}
+    a = llc.estimate(model, (x, y), gaussian_nll, seed=3, **kw)
+    b = llc.estimate(model, (x, y), gaussian_nll, seed=3, **kw)
+    c = llc.estimate(model, (x, y), gaussian_nll, seed=4, **kw)
+    assert a.per_chain == b.per_chain
+    assert a.per_chain != c.per_chain
+
+
+def test_vmap_and_loop_agree(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    model, x, y = rrr
+    kw = {"num_chains": 3, "num_draws": 40, "burnin": 10, "keep_traces": True}
+    vec = llc.estimate(model, (x, y), gaussian_nll, vectorize=True, **kw)
+    loop = llc.estimate(model, (x, y), gaussian_nll, vectorize=False, **kw)
+    assert vec.vectorized and not loop.vectorized
+    assert vec.loss_traces is not None and loop.loss_traces is not None
+    np.testing.assert_allclose(vec.loss_traces, loop.loss_traces, rtol=1e-4)
+    np.testing.assert_allclose(vec.per_chain, loop.per_chain, rtol=1e-3)
+
+
+def test_model_left_unchanged_and_batchnorm_falls_back() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(256, 4), torch.randn(256, 1)
+    res = llc.estimate(model, (x, y), gaussian_nll, num_chains=2, num_draws=20, burnin=5)
+    assert not res.vectorized and res.fallback_reason
+    assert np.isfinite(res.mean)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_diagnostics_fire_on_bad_step_sizes(
+    rrr: tuple[nn.Module, torch.Tensor, torch.Tensor],
+) -> None:
+    model, x, y = rrr
+    good = llc.estimate(model, (x, y), gaussian_nll, num_chains=4, num_draws=400, burnin=400)
+    assert good.warnings == (), good.warnings
+    big = llc.estimate(model, (x, y), gaussian_nll, step_size=0.1, **FAST)
+    assert big.diagnostics.diverged_chains == 3
+    assert any("too large" in w for w in big.warnings)
+    assert np.isnan(big.mean)
+    small = llc.estimate(model, (x, y), gaussian_nll, step_size=1e-6, **FAST)
+    assert any("too small" in w for w in small.warnings), small.warnings
+    assert small.mean < 0.3 * good.mean
+    hot = llc.estimate(model, (x, y), gaussian_nll, step_size=8e-3, **FAST)
+    assert hot.diagnostics.acceptance < good.diagnostics.acceptance
+    assert any("acceptance" in w for w in hot.warnings), hot.warnings
+
+
+def test_geweke_and_r_hat_on_synthetic_traces() -> None:
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(4, 400))
+    assert abs(geweke_z(flat[0])) < 3
+    assert geweke_z(flat[0] + np.linspace(0, 5, 400)) < -3  # rising trace
+    assert split_r_hat(flat).r_hat == pytest.approx(1.0, abs=0.02)
+    shifted = flat + np.array([[0.0], [0.0], [2.0], [2.0]])
+    assert split_r_hat(shifted).r_hat > 1.1
+
+
+def test_other_data_forms_give_the_same_kind_of_result(
+    rrr: tuple[nn.Module, torch.Tensor, torch.Tensor],
+) -> None:
+    model, x, y = rrr
+    kw = {"num_chains": 2, "num_draws": 50, "burnin": 20}
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+    from_loader = llc.estimate(model, loader, gaussian_nll, **kw)
+    assert from_loader.batch_size == 64 and from_loader.num_samples == len(x)
+    assert from_loader.nbeta == pytest.approx(64 / np.log(64))
+    dict_batches = [{"inp": x[i : i + 32], "out": y[i : i + 32]} for i in range(0, 320, 32)]
+
+    def dict_loss(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return gaussian_nll(m, (batch["inp"], batch["out"]))
+
+    from_dicts = llc.estimate(model, dict_batches, dict_loss, nbeta=10.0, **kw)
+    assert from_dicts.num_samples is None and np.isfinite(from_dicts.mean)
+    with pytest.raises(ValueError, match="nbeta"):
+        llc.estimate(model, dict_batches, dict_loss, **kw)
+
+
+def test_result_plain_data(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    model, x, y = rrr
+    res = llc.estimate(
+        model, (x, y), gaussian_nll, num_chains=2, num_draws=30, burnin=10, keep_traces=True
+    )
+    assert res.loss_traces is not None and res.loss_traces.shape == (2, 30)
+    assert res.baseline_trace is not None and res.baseline_trace.shape == (30,)
+    manual = res.nbeta * (res.loss_traces - res.baseline_trace).mean(axis=1)
+    np.testing.assert_allclose(res.per_chain, manual)
+    data = json.loads(json.dumps(res.to_dict()))
+    assert data["mean"] == pytest.approx(res.mean) and "diag_r_hat" in data
+    frame = res.to_frame()
+    assert list(frame.columns) == ["chain", "llc", "stationarity_z", "diverged", "mean_loss"]
+    fixed = llc.estimate(model, (x, y), gaussian_nll, num_draws=30, burnin=10, baseline=1.0)
+    assert fixed.baseline == "fixed" and fixed.baseline_loss == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_chains": 0}, "num_chains"),
+        ({"burnin": -1}, "burnin"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"nbeta": -2.0}, "nbeta"),
+        ({"baseline": "full"}, "baseline"),
+        ({"batch_size": 10**6}, "batch_size"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_options(
+    rrr: tuple[nn.Module, torch.Tensor, torch.Tensor], kwargs: dict[str, object], match: str
+) -> None:
+    model, x, y = rrr
+    with pytest.raises((ValueError, TypeError), match=match):
+        llc.estimate(model, (x, y), gaussian_nll, **kwargs)
+
+
+def test_non_scalar_loss_rejected(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    model, x, y = rrr
+    with pytest.raises(ValueError, match="scalar"):
+        llc.estimate(model, (x, y), lambda m, b: m(b[0]) - b[1], num_draws=2, burnin=0)
+
+
+def test_calibrate_suggests_an_ok_row(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    model, x, y = rrr
+    cal = llc.calibrate(model, (x, y), gaussian_nll, num_draws=150, burnin=150)
+    table = cal.to_frame()
+    assert len(table) == 6 and table["step_size"].is_monotonic_increasing
+    chosen = table[table["step_size"] == cal.step_size].iloc[0]
+    assert chosen["ok"] and "optimum" in cal.reason
+    assert table["diverged_chains"].iloc[-1] >= 0
+    assert table["acceptance"].iloc[0] > table["acceptance"].iloc[-1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_statistically(
+    rrr: tuple[nn.Module, torch.Tensor, torch.Tensor],
+) -> None:
+    model, x, y = rrr
+    cpu = llc.estimate(model, (x, y), gaussian_nll, **FAST)
+    gpu = llc.estimate(model, (x, y), gaussian_nll, device="cuda", **FAST)
+    assert gpu.vectorized
+    assert gpu.mean == pytest.approx(cpu.mean, rel=0.15)
