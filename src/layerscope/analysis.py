@@ -92,6 +92,13 @@ class Analyser:
         ``relative_zero``: treat eigenvalues below λ_max·1e-12 (not the absolute 1e-5) as
         zero, for weight updates whose overall scale carries no meaning.
         """
+        row, spectra = self.analyse_spectra(plan, slices, relative_zero)
+        return row, None if spectra is None else spectra.evals
+
+    def analyse_spectra(
+        self, plan: MatrixPlan, slices: torch.Tensor, relative_zero: bool = False
+    ) -> tuple[dict[str, Any], registry.LayerSpectra | None]:
+        """As :meth:`analyse`, returning the spectra (incl. the shuffled ones) themselves."""
         bad = _too_small(plan)
         if bad is not None:
             return {"status": bad}, None
@@ -103,7 +110,8 @@ class Analyser:
             return {"status": "all zeros"}, None
         if relative_zero:
             spectra = dataclasses.replace(spectra, zero_thresh=relative_zero_thresh(spectra.evals))
-        return self.rate(spectra, self.specs)
+        row, _ = self.rate(spectra, self.specs)
+        return row, spectra
 
     def rate(
         self, spectra: registry.LayerSpectra, specs: tuple[registry.MetricSpec, ...]
@@ -122,8 +130,10 @@ class Analyser:
         )
         return row, spectra.evals
 
-    def layer(self, layer: LayerWeights, plans: list[MatrixPlan]) -> list[RowAndSpectrum]:
-        """Load one tensor and analyse every matrix planned from it."""
+    def layer(
+        self, layer: LayerWeights, plans: list[MatrixPlan]
+    ) -> list[tuple[dict[str, Any], registry.LayerSpectra | None]]:
+        """Load one tensor and analyse every matrix planned from it (rows and spectra)."""
         try:
             tensor = layer.load()
         except (ValueError, RuntimeError, OSError) as exc:
@@ -131,7 +141,7 @@ class Analyser:
             return [({"status": msg}, None) for _ in plans]
         out = []
         for plan in plans:
-            row, evals = self.analyse(plan, plan.extract(tensor))
+            row, spectra = self.analyse_spectra(plan, plan.extract(tensor))
             ident = identity(plan, layer.dtype)
-            out.append(({**ident, **row}, evals))
+            out.append(({**ident, **row}, spectra))
         return out

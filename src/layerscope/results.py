@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +38,92 @@ SUMMARY_MEANS = (
     "num_traps",
     "ERG_gap",
 )
+
+
+# Compact spectra kept for reports (``keep_spectra``): at most this many points per
+# spectrum, plus the fitted tail (its largest SAMPLE_TAIL values), at SAMPLE_DIGITS
+# significant digits.
+SAMPLE_POINTS = 512
+SAMPLE_TAIL = 1024
+SAMPLE_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class SpectrumSample:
+    """A compact subsample of a sorted spectrum that keeps each value's rank.
+
+    ``values[j]`` is the ``index[j]``-th smallest of ``n`` eigenvalues (0-based), so the
+    empirical survival function P(λ ≥ values[j]) = (n − index[j]) / n is exact at every
+    kept point. Spectra of up to ``SAMPLE_POINTS`` values are kept whole.
+    """
+
+    n: int
+    index: NDArray[np.int64]
+    values: NDArray[np.float64]
+
+    @classmethod
+    def of(
+        cls, evals: ArrayLike, tail_from: float | None = None, points: int = SAMPLE_POINTS
+    ) -> SpectrumSample:
+        """Sample ``evals``: ``points/2`` evenly spaced ranks, ``points/2`` ranks log-spaced
+        from the top (so the largest values are exact), and every value ≥ ``tail_from``
+        (the fitted xmin; at most ``SAMPLE_TAIL`` of them)."""
+        x = np.sort(np.asarray(evals, dtype=np.float64).ravel())
+        n = x.size
+        if n <= points:
+            return cls(n, np.arange(n, dtype=np.int64), x)
+        half = points // 2
+        parts: list[NDArray[Any]] = [
+            np.linspace(0, n - 1, half).round(),
+            n - np.geomspace(1, n, half).round(),
+        ]
+        if tail_from is not None and math.isfinite(tail_from):
+            start = max(int(np.searchsorted(x, tail_from, side="left")), n - SAMPLE_TAIL)
+            parts.append(np.arange(start, n))
+        idx = np.unique(np.concatenate(parts).astype(np.int64))
+        return cls(n, idx, x[idx])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"n", "values"[, "index"]}``; ``index`` is omitted when every value is kept."""
+        out: dict[str, Any] = {
+            "n": self.n,
+            "values": [float(f"{v:.{SAMPLE_DIGITS}g}") for v in self.values],
+        }
+        if self.index.size != self.n:
+            out["index"] = self.index.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpectrumSample:
+        """Inverse of :meth:`to_dict`; ValueError when the parts do not fit together."""
+        n = int(data["n"])
+        values = np.asarray(data["values"], dtype=np.float64)
+        index = np.asarray(data.get("index", range(n)), dtype=np.int64)
+        if index.shape != values.shape or (index.size and not 0 <= index.min() <= index.max() < n):
+            raise ValueError(f"spectrum sample: {values.size} values, {index.size} ranks of {n}")
+        return cls(n, index, values)
+
+
+@dataclass(frozen=True)
+class LayerSamples:
+    """The kept spectra of one matrix: its eigenvalues and, with traps, the shuffled ones."""
+
+    evals: SpectrumSample
+    shuffled: SpectrumSample | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"evals": self.evals.to_dict()}
+        if self.shuffled is not None:
+            out["shuffled"] = self.shuffled.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerSamples:
+        shuffled = data.get("shuffled")
+        return cls(
+            SpectrumSample.from_dict(data["evals"]),
+            None if shuffled is None else SpectrumSample.from_dict(shuffled),
+        )
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
@@ -141,7 +227,10 @@ class ScanResult(TableResult):
         skipped: tensors not analysed (name, shape, reason).
         summary: model-level counts and means (see :func:`summarize`).
         meta: source, options, versions, timings.
-        spectra: eigenvalues per row name when the scan kept them (``keep_spectra``).
+        spectra: eigenvalues per row name when the scan kept them (``keep_spectra``);
+            in memory only.
+        samples: compact spectra per row name (``keep_spectra``), for reports; written
+            to JSON under ``"spectra"`` and read back (older files have none).
     """
 
     layers: pd.DataFrame
@@ -149,10 +238,11 @@ class ScanResult(TableResult):
     summary: dict[str, Any]
     meta: dict[str, Any]
     spectra: dict[str, NDArray[np.float64]] = field(default_factory=dict, repr=False)
+    samples: dict[str, LayerSamples] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: schema version, meta, summary, layers, skipped."""
-        return {
+        """JSON-ready dict: schema version, meta, summary, layers, skipped[, spectra]."""
+        out = {
             "schema_version": SCHEMA_VERSION,
             "kind": "scan",
             "meta": self.meta,
@@ -160,13 +250,20 @@ class ScanResult(TableResult):
             "layers": records(self.layers),
             "skipped": self.skipped.to_dict(orient="records"),
         }
+        if self.samples:
+            out["spectra"] = {name: s.to_dict() for name, s in self.samples.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScanResult:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (full ``spectra`` are not stored, ``samples`` are)."""
         layers = pd.DataFrame.from_records(list(data["layers"]))
         skipped = pd.DataFrame.from_records(list(data["skipped"]), columns=list(SKIPPED_COLUMNS))
-        return cls(layers, skipped, dict(data["summary"]), dict(data["meta"]))
+        try:
+            samples = {n: LayerSamples.from_dict(s) for n, s in data.get("spectra", {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed 'spectra' in scan result: {exc}") from exc
+        return cls(layers, skipped, dict(data["summary"]), dict(data["meta"]), samples=samples)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> ScanResult:

@@ -27,7 +27,15 @@ from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.analysis import Analyser
 from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
 from layerscope.options import ScanOptions
-from layerscope.results import ID_COLUMNS, SKIPPED_COLUMNS, STATUS_COLUMNS, ScanResult, summarize
+from layerscope.results import (
+    ID_COLUMNS,
+    SKIPPED_COLUMNS,
+    STATUS_COLUMNS,
+    LayerSamples,
+    ScanResult,
+    SpectrumSample,
+    summarize,
+)
 
 
 @dataclass(frozen=True)
@@ -141,11 +149,13 @@ def scan(
     total = sum(len(plans) for _, plans in work)
     rows: list[dict[str, Any]] = []
     spectra: dict[str, Any] = {}
+    samples: dict[str, LayerSamples] = {}
     for results in _run(work, analyser, opts.jobs):
-        for row, evals in results:
+        for row, kept in results:
             rows.append(row)
-            if opts.keep_spectra and evals is not None:
-                spectra[row["name"]] = evals
+            if opts.keep_spectra and kept is not None:
+                spectra[row["name"]] = kept.evals
+                samples[row["name"]] = _samples(kept, row.get("xmin"))
             if progress is not None:
                 progress(ProgressEvent(len(rows), total, row["name"]))
     layers = _frame(rows, analyser.specs)
@@ -160,7 +170,14 @@ def scan(
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     skipped_frame = pd.DataFrame.from_records(skipped, columns=list(SKIPPED_COLUMNS))
-    return ScanResult(layers, skipped_frame, summarize(layers), meta, spectra)
+    return ScanResult(layers, skipped_frame, summarize(layers), meta, spectra, samples)
+
+
+def _samples(kept: registry.LayerSpectra, xmin: Any) -> LayerSamples:
+    """Compact copies of a matrix's spectrum (full tail above ``xmin``) and shuffled one."""
+    tail = float(xmin) if isinstance(xmin, int | float) else None
+    shuffled = None if kept.shuffled is None else SpectrumSample.of(kept.shuffled)
+    return LayerSamples(SpectrumSample.of(kept.evals, tail), shuffled)
 
 
 def _version() -> str:

@@ -12,7 +12,14 @@ from rich.markup import escape
 from layerscope import __version__
 from layerscope.adapters import SourceError
 from layerscope.cli._io import EXIT_USAGE, FORMATS, UserError
-from layerscope.cli.commands import cmd_compare, cmd_diff, cmd_scan, cmd_status, cmd_track
+from layerscope.cli.commands import (
+    cmd_compare,
+    cmd_diff,
+    cmd_report,
+    cmd_scan,
+    cmd_status,
+    cmd_track,
+)
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -34,6 +41,15 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
+
+
+def _add_html_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained HTML report (scan: keeps per-layer spectra for it)",
+    )
+    p.add_argument("--open", action="store_true", help="open the HTML report in a browser")
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
@@ -100,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scan_options(p)
     _add_output_options(p)
+    _add_html_options(p)
     p.set_defaults(func=cmd_scan)
     p = sub.add_parser("compare", help="audit a fine-tune: the update tuned - base, or a LoRA")
     p.add_argument("base", help="base model (or a PEFT adapter directory on its own)")
@@ -123,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scan_options(p)
     _add_output_options(p)
+    _add_html_options(p)
     p.set_defaults(func=cmd_compare)
     p = sub.add_parser(
         "track", help="scan a directory of checkpoints, in step order, into a run store"
@@ -136,17 +154,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
     p.add_argument("--quiet", "-q", action="store_true")
     _add_scan_options(p)
+    _add_html_options(p)
     p.set_defaults(func=cmd_track)
     p = sub.add_parser("status", help="steps and alerts of a tracked run; exit 1 on alerts")
     p.add_argument("run", help="run name")
     p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
     p.add_argument("--quiet", "-q", action="store_true")
+    _add_html_options(p)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("diff", help="difference of two saved scan results (JSON), no recomputing")
     p.add_argument("run_a", help="earlier scan result (.json)")
     p.add_argument("run_b", help="later scan result (.json)")
     _add_output_options(p)
     p.set_defaults(func=cmd_diff)
+    p = sub.add_parser(
+        "report", help="self-contained HTML page of a saved scan/compare result or a tracked run"
+    )
+    p.add_argument("input", help="scan or compare result (.json), or a run store (.db)")
+    p.add_argument(
+        "--output", "-o", metavar="FILE", help="the page (default: INPUT or RUN with .html)"
+    )
+    p.add_argument("--run", help="run to show when INPUT is a run store with several runs")
+    p.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="gate rules to show (and exit 1 on), as for scan/compare; repeatable",
+    )
+    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--quiet", "-q", action="store_true", help="no messages")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from layerscope.gate import GateResult
 from layerscope.results import TableResult
 from layerscope.scan import ProgressEvent
 
@@ -117,14 +119,59 @@ def rules(args: argparse.Namespace) -> list[str]:
 
 def gate(args: argparse.Namespace, rules: list[str], table: Any, counts: dict[str, int]) -> int:
     """Evaluate gate rules; print each check; exit code 1 if any fails."""
+    return gate_exit(evaluate_gate(rules, table, counts))
+
+
+def evaluate_gate(rules: list[str], table: Any, counts: dict[str, int]) -> GateResult | None:
+    """The gate rules evaluated on a result table (``None`` without rules)."""
     if not rules:
-        return 0
+        return None
     from layerscope.gate import check
+
+    return check(table, rules, counts)
+
+
+def gate_exit(result: GateResult | None) -> int:
+    """Print each check of an evaluated gate; exit code 1 if any fails."""
+    if result is None:
+        return 0
     from layerscope.report.terminal import render_gate
 
-    result = check(table, rules, counts)
     render_gate(result, Console(stderr=True, soft_wrap=True))
     return 0 if result.passed else EXIT_GATE
+
+
+def html_report(args: argparse.Namespace, render: Callable[[], str]) -> None:
+    """Write the page ``render()`` to ``--html FILE`` (atomically); ``--open`` opens it."""
+    path = getattr(args, "html", None)
+    if not path:
+        return
+    from layerscope.report.html import write_html
+
+    write_html(path, render())
+    err = Console(stderr=True, soft_wrap=True)
+    if not getattr(args, "quiet", False):
+        err.print(f"report written to {escape(str(path))}", highlight=False)
+    if getattr(args, "open", False):
+        open_in_browser(path, err)
+
+
+def open_in_browser(path: str | Path, err: Console) -> None:
+    """Open a file in the default browser; only a note when there is none (never fails)."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(Path(path).resolve().as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        err.print(f"no browser found: open {escape(str(path))} yourself", highlight=False)
+
+
+def check_html(path: str | None, flag: str = "--html") -> None:
+    """Reject an ``--html`` target that cannot be a file, before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise UserError(f"{flag} {path}: is a directory, expected a file name")
 
 
 def jobs(requested: int) -> int:
@@ -166,4 +213,5 @@ def scan_options(args: argparse.Namespace) -> dict[str, Any]:
 def check_outputs(args: argparse.Namespace) -> list[str]:
     for path in args.out:
         file_format(args, path)
+    check_html(getattr(args, "html", None))
     return rules(args)

@@ -150,7 +150,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from layerscope.report.html import compare_html, run_html, scan_html
 
     gate_rules = read_rules(args)
-    check_html(args.output)
+    check_html(args.output, "--output")
     source = Path(args.input)
     if not source.is_file():
         raise UserError(f"{args.input}: no such file")
