@@ -199,3 +199,16 @@ def test_top_eigenvalue_matches_svd(shape: tuple[int, int]) -> None:
     noise = torch.randn(*shape, generator=g, dtype=torch.float64)  # crowded top: looser
     ref_noise = float(np.linalg.svd(noise.numpy(), compute_uv=False)[0] ** 2)
     assert spectrum.top_eigenvalue(noise) == pytest.approx(ref_noise, rel=2e-3)
+
+
+def test_lapack_single_thread_is_scoped_to_the_call() -> None:
+    set_local = spectrum._mkl_local_threads()
+    if set_local is None:
+        pytest.skip("this torch build exports no MKL thread-local setter")
+    before = set_local(0)
+    with spectrum._lapack_single_thread(torch.device("cpu")):
+        inside = set_local(1)
+    after = set_local(before)
+    assert (inside, after) == (1, 0)
+    W = torch.as_tensor(CASES["tall"])
+    _check(spectrum.eigenvalues(W), _svd_evals(CASES["tall"]), rel_top=1e-10, abs_all=1e-12)
