@@ -116,14 +116,15 @@ def test_diagnostics_fire_on_bad_step_sizes(
     model, x, y = rrr
     good = llc.estimate(model, (x, y), gaussian_nll, num_chains=4, num_draws=400, burnin=400)
     assert good.warnings == (), good.warnings
-    big = llc.estimate(model, (x, y), gaussian_nll, step_size=0.1, **FAST)
+    short = {"num_chains": 3, "num_draws": 200, "burnin": 100}
+    big = llc.estimate(model, (x, y), gaussian_nll, step_size=0.1, **short)
     assert big.diagnostics.diverged_chains == 3
     assert any("too large" in w for w in big.warnings)
     assert np.isnan(big.mean)
-    small = llc.estimate(model, (x, y), gaussian_nll, step_size=1e-6, **FAST)
+    small = llc.estimate(model, (x, y), gaussian_nll, step_size=1e-6, **short)
     assert any("too small" in w for w in small.warnings), small.warnings
     assert small.mean < 0.3 * good.mean
-    hot = llc.estimate(model, (x, y), gaussian_nll, step_size=8e-3, **FAST)
+    hot = llc.estimate(model, (x, y), gaussian_nll, step_size=8e-3, **short)
     assert hot.diagnostics.acceptance < good.diagnostics.acceptance
     assert any("acceptance" in w for w in hot.warnings), hot.warnings
 
@@ -203,7 +204,7 @@ def test_non_scalar_loss_rejected(rrr: tuple[nn.Module, torch.Tensor, torch.Tens
 
 def test_calibrate_suggests_an_ok_row(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
     model, x, y = rrr
-    cal = llc.calibrate(model, (x, y), gaussian_nll, num_draws=150, burnin=150)
+    cal = llc.calibrate(model, (x, y), gaussian_nll)
     table = cal.to_frame()
     assert len(table) == 6 and table["step_size"].is_monotonic_increasing
     chosen = table[table["step_size"] == cal.step_size].iloc[0]
