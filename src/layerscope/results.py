@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,17 @@ class LayerSamples:
         )
 
 
+def _file_mode(target: Path) -> int:
+    """Permissions of the file being replaced, else those of a new file (0o666 − umask);
+    the temp file's own 0o600 would make every result private."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Write a file through ``write(handle)`` into a temp file, then rename over ``path``."""
     target = Path(path)
@@ -134,6 +146,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, _file_mode(target))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

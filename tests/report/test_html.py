@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import struct
 import time
 import zlib
@@ -259,6 +261,18 @@ def test_scale_ticks_and_colours() -> None:
     assert columns([0, 10, 20]) == ([0, 1, 2], 5.0)
     cols, _ = columns([0, 10, 100])
     assert cols[0] == 0 and cols[-1] == 2 and cols == sorted(cols)
+
+
+def test_written_page_has_the_usual_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_html(tmp_path / "a.html", "<p>x</p>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.html").stat().st_mode) == 0o644
+    (tmp_path / "a.html").chmod(0o600)
+    write_html(tmp_path / "a.html", "<p>y</p>")  # replacing keeps the file's mode
+    assert stat.S_IMODE((tmp_path / "a.html").stat().st_mode) == 0o600
 
 
 # ---- sizes ----------------------------------------------------------------------------

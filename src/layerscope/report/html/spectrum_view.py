@@ -70,7 +70,7 @@ def _mp_marks(plot: Plot, row: Mapping[str, Any]) -> list[str]:
     if hi is not None and hi > 0:
         bottom = lo if lo is not None and lo > 0 else plot.x.lo
         out.append(vband(plot, bottom, hi, "bulk", f"MP bulk [{bottom:.4g}, {hi:.4g}]"))
-        out.append(vline(plot, hi, "edge", "λ+", f"MP bulk edge λ+ = {hi:.4g}"))
+        out.append(vline(plot, hi, "edge", "λ+", f"MP bulk edge λ+ = {hi:.4g}", 1))
     rand = _value(row, "rand_bulk_max")
     if rand is not None and rand > 0:
         out.append(vline(plot, rand, "redge", "", f"shuffled MP edge = {rand:.4g}"))

@@ -208,11 +208,12 @@ def vband(plot: Plot, lo: float, hi: float, cls: str, title: str = "") -> str:
     )
 
 
-def vline(plot: Plot, x: float, cls: str, label: str = "", title: str = "") -> str:
-    """A vertical marker line at data ``x`` with an optional label at the top."""
+def vline(plot: Plot, x: float, cls: str, label: str = "", title: str = "", level: int = 0) -> str:
+    """A vertical marker line at data ``x``; its label at the top, ``level`` lines down."""
     px = num(plot.x(x))
     text = (
-        f'<text class="mark" x="{px}" y="{num(plot.top + 10)}" dx="3">{esc(label)}</text>'
+        f'<text class="mark" x="{px}" y="{num(plot.top + 10 + 11 * level)}" dx="3">'
+        f"{esc(label)}</text>"
         if label
         else ""
     )
