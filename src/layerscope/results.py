@@ -46,7 +46,7 @@ SUMMARY_MEANS = (
 # significant digits.
 SAMPLE_POINTS = 512
 SAMPLE_TAIL = 1024
-SAMPLE_DIGITS = 5
+SAMPLE_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,20 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): json_value(v) for k, v in rec.items()} for rec in rows]
 
 
+def dumps(data: Mapping[str, Any]) -> str:
+    """JSON with two-space indents, except that each kept spectrum (``"spectra"``) is
+    written on one line: thousands of numbers one per line would dwarf the table."""
+    head = json.dumps({k: v for k, v in data.items() if k != "spectra"}, indent=2, default=str)
+    spectra = data.get("spectra")
+    if not spectra:
+        return head
+    lines = ",\n".join(
+        f"    {json.dumps(name)}: {json.dumps(s, separators=(',', ':'))}"
+        for name, s in spectra.items()
+    )
+    return f'{head[:-2]},\n  "spectra": {{\n{lines}\n  }}\n}}'
+
+
 def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     """Load a result file written by ``to_json`` and check its schema version and kind."""
     try:
@@ -212,7 +226,7 @@ class TableResult:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """Serialise to JSON; write atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=2, default=str)
+        text = dumps(self.to_dict())
         if path is not None:
             atomic_write(path, lambda h: h.write(text.encode()))
         return text

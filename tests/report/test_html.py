@@ -56,7 +56,7 @@ def test_sample_of_large_spectrum_keeps_ranks_top_and_tail() -> None:
     assert set(range(x.size - 20, x.size)) <= set(s.index.tolist())  # the top is exact
     back = SpectrumSample.from_dict(json.loads(json.dumps(s.to_dict())))
     np.testing.assert_array_equal(back.index, s.index)
-    np.testing.assert_allclose(back.values, s.values, rtol=1e-4)
+    np.testing.assert_allclose(back.values, s.values, rtol=1e-3)  # 4 significant digits
 
 
 def test_sample_from_dict_rejects_mismatched_parts() -> None:
