@@ -98,9 +98,11 @@ def per_layer_chart(
     r = _radius(count)
     for s in series:
         for pos, v, cls, text, row in s.points:
+            if ylog and v <= 0:  # no place on a log axis (an untouched layer's zero update)
+                continue
             shown = v if ylog else min(v, plot.y.hi)
             body.append(dot(plot, pos, shown, cls, text, r, row if s.cls != "base" else None))
-    ring_at = {p: v for s in series for p, v, *_ in s.points}
+    ring_at = {p: v for s in series for p, v, *_ in s.points if v > 0 or not ylog}
     body += [
         dot(plot, p, min(ring_at[p], plot.y.hi), "dup", "duplicated matrix", r + 2.5)
         for p in rings

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from layerscope.report.html.charts import StepMarks, phase_class
 from layerscope.report.html.page import json_block
-from layerscope.report.html.svg import Plot, axes, esc, num, png, svg, vband, vline
+from layerscope.report.html.svg import Plot, axes, esc, num, png, svg, vline
 
 # (alpha, RGB) stops: dark red (over-trained) -> green (healthy) -> grey (random-like).
 STOPS: tuple[tuple[float, tuple[int, int, int]], ...] = (
@@ -79,6 +79,28 @@ def _legend(x: float, y: float) -> str:
     return f'<g class="legend">{"".join(cells)}{labels}</g>'
 
 
+def _phase_strip(plot: Plot, start: float, end: float, label: str) -> str:
+    """A phase as a strip above the map (a band over it would tint the colours)."""
+    x0, x1 = plot.x(start), plot.x(end)
+    return (
+        f'<rect class="{phase_class(label)}" x="{num(x0)}" y="{num(plot.top - 8)}" '
+        f'width="{num(max(x1 - x0, 1))}" height="6"><title>{esc(label)}</title></rect>'
+    )
+
+
+def _hover(
+    names: Sequence[str], steps: Sequence[float], values: NDArray[np.float64], plot: Plot
+) -> str:
+    """The grid's values and geometry for the page's hover text (small grids only)."""
+    if len(names) * len(steps) > HOVER_CELLS:
+        return ""
+    grid = [[None if not math.isfinite(v) else round(float(v), 3) for v in row] for row in values]
+    geometry = {"px": [plot.left, plot.right, plot.top, plot.bottom], "xr": [plot.x.lo, plot.x.hi]}
+    return json_block(
+        "heat-data", {"names": list(names), "steps": list(steps), "a": grid, **geometry}
+    )
+
+
 def heatmap(
     names: Sequence[str],
     steps: Sequence[float],
@@ -92,36 +114,23 @@ def heatmap(
     rows = [[colour(float(values[r, c])) for c in cols] for r in range(len(names))]
     height = min(max(3 * len(names), 160), 640)
     xr = (min(xr[0], steps[0] - half), max(xr[1], steps[-1] + half))
-    plot = Plot.make(900, height + 70, xr, (len(names) - 0.5, -0.5), margin=(10, 12, 60, 60))
+    plot = Plot.make(900, height + 70, xr, (len(names) - 0.5, -0.5), margin=(12, 12, 60, 60))
     x0, x1 = plot.x(steps[0] - half), plot.x(steps[-1] + half)
+    every = max(1, math.ceil(len(names) / 8))
     body = [
-        axes(plot, "step", "layer (depth order)"),
+        axes(plot, "step", "layer (depth order)", yticks=range(0, len(names), every)),
         f'<image class="heat" x="{num(x0)}" y="{num(plot.top)}" width="{num(x1 - x0)}" '
         f'height="{num(plot.bottom - plot.top)}" preserveAspectRatio="none" '
         f'style="image-rendering:pixelated" href="{png(rows)}"/>',
     ]
-    body += [vband(plot, a, b, f"phase {phase_class(n)}", n) for a, b, n in marks.phases]
+    body += [_phase_strip(plot, a, b, n) for a, b, n in marks.phases]
     body += [vline(plot, s, "alert", "", f"alert at step {s:g}: {m}") for s, m in marks.alerts]
     body.append(_legend(plot.left, plot.height - 26))
     body.append(
         f'<text class="tick" x="{num(plot.left + 190)}" y="{num(plot.height - 17)}">alpha: '
         "&lt; 2 over-trained (red), 2–6 healthy (green), &gt; 6 random-like (grey)</text>"
     )
-    hover = ""
-    if len(names) * len(steps) <= HOVER_CELLS:
-        grid = [
-            [None if not math.isfinite(v) else round(float(v), 3) for v in row] for row in values
-        ]
-        hover = json_block(
-            "heat-data",
-            {
-                "names": list(names),
-                "steps": list(steps),
-                "a": grid,
-                "px": [plot.left, plot.right, plot.top, plot.bottom],
-                "xr": [plot.x.lo, plot.x.hi],
-            },
-        )
+    hover = _hover(names, steps, values, plot)
     scale_note = (
         f'<p class="note" id="heat-info">{esc(f"{len(names)} layers × {len(steps)} steps")}</p>'
     )

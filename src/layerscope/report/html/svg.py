@@ -157,7 +157,13 @@ def svg(plot: Plot, body: Iterable[str], label: str, cls: str = "chart") -> str:
     )
 
 
-def axes(plot: Plot, xlabel: str, ylabel: str, xticks: Sequence[float] | None = None) -> str:
+def axes(
+    plot: Plot,
+    xlabel: str,
+    ylabel: str,
+    xticks: Sequence[float] | None = None,
+    yticks: Sequence[float] | None = None,
+) -> str:
     """Frame, grid lines (one path), tick labels and axis titles."""
     grid: list[str] = []
     labels: list[str] = []
@@ -169,7 +175,7 @@ def axes(plot: Plot, xlabel: str, ylabel: str, xticks: Sequence[float] | None = 
             f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">'
             f"{esc(tick_label(t))}</text>"
         )
-    for t in plot.y.ticks():
+    for t in plot.y.ticks() if yticks is None else yticks:
         py = num(plot.y(t))
         grid.append(f"M{left} {py}H{right}")
         labels.append(
