@@ -223,6 +223,19 @@ def test_training_view(run_store: RunStore) -> None:
     assert charts == 4 and len(alert_lines) == charts  # one alert line per chart over steps
 
 
+def test_views_of_empty_and_failed_results(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.db") as store:
+        store.start_run("empty")
+        assert "No successful scan recorded yet" in run_html(store, "empty")
+        store.log_error("empty", 10, "boom <x>", "ckpt")
+        assert "boom &lt;x&gt;" in run_html(store, "empty")
+    tiny = layerscope.scan({"a.weight": torch.ones(4, 3), "b.weight": torch.zeros(16, 16)})
+    page = scan_html(tiny)
+    assert "No layer was analysed" in page and "all zeros" in page
+    same = layerscope.compare({"a.weight": torch.eye(16)}, {"a.weight": torch.eye(16)})
+    assert "untouched" in compare_html(same)
+
+
 def test_phase_spans_group_consecutive_steps() -> None:
     model = pd.DataFrame({"step": [0, 10, 20, 30, 40], "phase": ["a", "a", "b", "b", "a"]})
     assert phase_spans(model) == [(0.0, 20.0, "a"), (20.0, 40.0, "b"), (40.0, 40.0, "a")]
