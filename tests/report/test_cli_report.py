@@ -75,6 +75,21 @@ def test_status_html_and_report_of_a_run(run_db: Path, tmp_path: Path) -> None:
     assert HOSTILE not in out.read_text()
 
 
+def test_track_html(tmp_path: Path) -> None:
+    ckpts = tmp_path / "ck"
+    ckpts.mkdir()
+    for step in (100, 200):
+        gen = torch.Generator().manual_seed(step)
+        torch.save({"a.weight": torch.randn(64, 32, generator=gen)}, ckpts / f"step_{step}.pt")
+    page = tmp_path / "track.html"
+    db = str(tmp_path / "runs.db")
+    assert main(["track", str(ckpts), "--run", "r", "--store", db, "-q", "--html", str(page)]) == 0
+    heat = read_page(page.read_text()).json("heat-data")
+    assert (
+        isinstance(heat, dict) and heat["steps"] == [100.0, 200.0] and heat["names"] == ["a.weight"]
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
