@@ -57,7 +57,7 @@ class Config:
 CONFIGS = {
     "short": Config(steps=300, eval_every=25, scan_every=100, checkpoint_every=100),
     "long": Config(
-        steps=300_000, eval_every=500, scan_every=2_000, checkpoint_every=10_000, seeds=(0, 1, 2)
+        steps=300_000, eval_every=500, scan_every=1_000, checkpoint_every=10_000, seeds=(0, 1, 2)
     ),
 }
 

@@ -12,10 +12,11 @@ from layerscope.functional.phases import (
     UNDER,
     LayerTrajectory,
     PhaseRules,
-    collapse_evidence,
+    collapse_signature,
     debounce,
     layer_phases,
     model_label,
+    model_log_norm,
     model_phases,
 )
 
@@ -23,13 +24,12 @@ RULES = PhaseRules(window=3, growth_window=4, persist=3, trap_scale=1.0, trap_gr
 STEPS = np.arange(0, 30_000, 1_000)
 
 
-def _traj(alpha: object, trap: object = None, norm: object = None) -> LayerTrajectory:
-    n = STEPS.size
+def _full(x: object) -> np.ndarray:
+    return np.broadcast_to(np.asarray(x, dtype=float), (STEPS.size,)).copy()
 
-    def full(x: object) -> np.ndarray | None:
-        return None if x is None else np.broadcast_to(np.asarray(x, dtype=float), (n,)).copy()
 
-    return LayerTrajectory.from_arrays(STEPS, full(alpha), full(trap), full(norm))
+def _traj(alpha: object, trap: object = None) -> LayerTrajectory:
+    return LayerTrajectory.from_arrays(STEPS, _full(alpha), None if trap is None else _full(trap))
 
 
 def test_constant_random_like_layer_is_under_trained() -> None:
@@ -56,7 +56,7 @@ def test_moving_alpha_is_learning_then_converged() -> None:
 def test_growing_trap_with_growing_norm_is_over_fitting() -> None:
     trap = np.concatenate([np.full(10, 0.1), 0.1 * 1.5 ** np.arange(1, 21)])
     norm = np.linspace(2.0, 3.0, STEPS.size)
-    track = layer_phases(_traj(3.0, trap, norm), RULES)
+    track = layer_phases(_traj(3.0, trap), RULES, norm)
     first_raw = track.raw.index(OVERFIT)
     assert trap[first_raw - 1] >= 1.0  # the window median crossed the threshold
     confirmed = track.phase.index(OVERFIT)
@@ -71,22 +71,31 @@ def test_growing_trap_with_growing_norm_is_over_fitting() -> None:
         (np.full(30, 3.0), np.linspace(2.0, 3.0, 30), "large but steady trap"),
         (0.1 * 1.5 ** np.arange(30), np.linspace(3.0, 2.0, 30), "norm shrinking (weight decay)"),
         (np.linspace(0.0, 0.5, 30), np.linspace(2.0, 3.0, 30), "small trap"),
+        (
+            0.1 * 1.5 ** np.arange(30),
+            np.concatenate([np.linspace(4.0, 2.0, 15), np.linspace(2.0, 3.0, 15)]),
+            "norm growing but below its earlier high (weight decay from a large init)",
+        ),
     ],
 )
 def test_no_collapse_signature(trap: np.ndarray, norm: np.ndarray, why: str) -> None:
-    track = layer_phases(_traj(3.0, trap, norm), RULES)
+    track = layer_phases(_traj(3.0, trap), RULES, norm)
     assert OVERFIT not in track.raw, why
 
 
 def test_alpha_below_two_alone_is_not_a_collapse_warning() -> None:
-    track = layer_phases(_traj(1.2, np.full(30, 5.0), np.linspace(2, 3, 30)), RULES)
+    track = layer_phases(_traj(1.2, np.full(30, 5.0)), RULES, np.linspace(2, 3, 30))
     assert OVERFIT not in track.raw and set(track.phase) == {LEARNING}
 
 
 def test_missing_trap_metric_never_warns() -> None:
-    track = layer_phases(_traj(1.5, None, np.linspace(2, 3, 30)), RULES)
+    track = layer_phases(_traj(1.5), RULES, np.linspace(2, 3, 30))
     assert OVERFIT not in track.raw
-    assert collapse_evidence(_traj(1.5), 20, RULES) is None
+    assert set(collapse_signature(np.full(30, np.nan), np.linspace(2, 3, 30), RULES)) == {None}
+    trap = 0.1 * 1.5 ** np.arange(30)
+    assert OVERFIT not in layer_phases(_traj(3.0, trap), RULES).raw  # model norm unknown
+    with pytest.raises(ValueError, match="model_norm must have one value per step"):
+        layer_phases(_traj(3.0, trap), RULES, np.zeros(3))
 
 
 def test_debounce_needs_k_consecutive_labels_and_never_flaps() -> None:
@@ -107,10 +116,23 @@ def test_labels_are_causal_so_a_replay_equals_the_live_detector() -> None:
     alpha = 4 + rng.normal(0, 1.5, 30)
     trap = np.abs(rng.normal(1.0, 1.0, 30)) * np.linspace(0.2, 4, 30)
     norm = np.cumsum(rng.normal(0.01, 0.05, 30))
-    full = layer_phases(_traj(alpha, trap, norm), RULES)
+    full = layer_phases(_traj(alpha, trap), RULES, norm)
+    assert OVERFIT in full.raw  # the check below covers the collapse rule too
     for end in (5, 12, 21, 30):
-        part = LayerTrajectory.from_arrays(STEPS[:end], alpha[:end], trap[:end], norm[:end])
-        assert layer_phases(part, RULES).phase == full.phase[:end]
+        part = LayerTrajectory.from_arrays(STEPS[:end], alpha[:end], trap[:end])
+        assert layer_phases(part, RULES, norm[:end]).phase == full.phase[:end]
+
+
+def test_model_log_norm_is_log10_of_summed_squared_norms() -> None:
+    rng = np.random.default_rng(3)
+    mats = [rng.normal(size=(20, 10)) * 50, rng.normal(size=(10, 5)) * 1e-3]
+    log_norms = [[np.log10(np.sum(m**2)), np.log10(np.sum((2 * m) ** 2))] for m in mats]
+    total = sum(np.sum(m**2) for m in mats)
+    expected = [np.log10(total), np.log10(4 * total)]
+    np.testing.assert_allclose(model_log_norm(log_norms), expected, rtol=1e-12)
+    assert np.isnan(model_log_norm([[1.0, np.nan], [2.0, 3.0]])[1])
+    with pytest.raises(ValueError, match="2-D array"):
+        model_log_norm([1.0, 2.0])
 
 
 def test_model_label_priorities() -> None:

@@ -33,7 +33,7 @@ def _scan(step: int) -> ScanResult:
             "M": 32,
             "alpha": [3.0, 2.5],
             "trap_scale": [0.0, grow],
-            "log_spectral_norm": [1.0, 1.0 + 0.05 * step],
+            "log_norm": [1.0, 1.0 + 0.05 * step],
             "num_traps": [0, int(grow > 1)],
             "ERG_gap": [3, -2],
         }

@@ -8,7 +8,7 @@ SCIENCE.md §5 for why α < 2 and trap counts alone raise false alarms.
 Labels, for a layer at observation t (medians over the last ``window`` observations
 damp the fragile tail fit, so every label uses only observations ≤ t):
 
-* ``over-fitting`` (collapse warning): see :func:`collapse_evidence`;
+* ``over-fitting`` (collapse warning): see :func:`collapse_signature`;
 * ``under-trained``: median α > ``alpha_under`` (random-like spectrum);
 * ``converged``: median α in [``alpha_over``, ``alpha_under``] and within ``settle`` of
   the median of the window before;
@@ -50,10 +50,11 @@ class PhaseRules:
         settle: most change of the windowed median α for ``converged``.
         trap_scale: least trap scale (λ_max^shuffled − λ⁺)/λ⁺ of the collapse signature.
         trap_growth: least growth factor of the windowed trap scale over ``growth_window``
-            observations.
-        growth_window: observations between the two trap-scale medians compared.
-        norm_growth: least rise of the windowed log10 spectral norm over
-            ``growth_window`` observations (the weights keep growing).
+            observations (the trap is still growing).
+        growth_window: observations between the two medians compared (long: the
+            weight decay control's traps and norms also grow for a while after grokking).
+        norm_growth: least rise of the windowed model weight norm, log10 Σ_l ‖W_l‖_F²,
+            over ``growth_window`` observations (the weights keep growing).
         persist: observations a new label must last before it is reported (k ≥ 1).
     """
 
@@ -62,8 +63,8 @@ class PhaseRules:
     window: int = 5
     settle: float = 0.3
     trap_scale: float = 1.0
-    trap_growth: float = 1.5
-    growth_window: int = 10
+    trap_growth: float = 1.1
+    growth_window: int = 20
     norm_growth: float = 0.0
     persist: int = 3
 
@@ -89,18 +90,16 @@ class LayerTrajectory:
 
     Attributes:
         steps: observation steps, strictly increasing.
-        alpha: power-law α; trap_scale: (λ_max^shuffled − λ⁺)/λ⁺ (``traps`` group);
-        log_spectral_norm: log10 λ_max (``norms`` group).
+        alpha: power-law α; trap_scale: (λ_max^shuffled − λ⁺)/λ⁺ (``traps`` group).
     """
 
     steps: NDArray[np.int64]
     alpha: FloatArray
     trap_scale: FloatArray
-    log_spectral_norm: FloatArray
 
     def __post_init__(self) -> None:
         n = self.steps.shape[0]
-        for name in ("alpha", "trap_scale", "log_spectral_norm"):
+        for name in ("alpha", "trap_scale"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(
                     f"{name} must have one value per step ({n}), got shape "
@@ -115,17 +114,26 @@ class LayerTrajectory:
         steps: Sequence[int] | NDArray[np.int64],
         alpha: Sequence[float] | FloatArray,
         trap_scale: Sequence[float] | FloatArray | None = None,
-        log_spectral_norm: Sequence[float] | FloatArray | None = None,
     ) -> LayerTrajectory:
-        """Build from sequences; a missing metric is all NaN."""
+        """Build from sequences; a missing trap scale is all NaN."""
         s = np.asarray(steps, dtype=np.int64)
+        traps = np.full(s.shape, np.nan) if trap_scale is None else trap_scale
+        return cls(s, np.asarray(alpha, dtype=np.float64), np.asarray(traps, dtype=np.float64))
 
-        def arr(values: Sequence[float] | FloatArray | None) -> FloatArray:
-            if values is None:
-                return np.full(s.shape, np.nan)
-            return np.asarray(values, dtype=np.float64)
 
-        return cls(s, arr(alpha), arr(trap_scale), arr(log_spectral_norm))
+def model_log_norm(log_norms: Sequence[Sequence[float]] | FloatArray) -> FloatArray:
+    """log10 Σ_l ‖W_l‖_F² per step from the layers' ``log_norm`` = log10 ‖W_l‖_F².
+
+    ``log_norms[layer][t]``; the squared L2 norm of Golechha 2024 on a log scale. NaN
+    where any layer lacks a value.
+    """
+    x = np.asarray(log_norms, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"log_norms must be a 2-D array [layers, steps], got shape {x.shape}")
+    top = np.max(x, axis=0)
+    with np.errstate(invalid="ignore"):
+        total = top + np.log10(np.sum(10.0 ** (x - top), axis=0))
+    return np.asarray(total, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -155,47 +163,76 @@ def _median(values: FloatArray, end: int, window: int) -> float:
     return float(np.median(chunk)) if chunk.size else float("nan")
 
 
-def collapse_evidence(traj: LayerTrajectory, t: int, rules: PhaseRules) -> str | None:
-    """Why observation ``t`` shows the collapse signature, or ``None``.
+def rolling_median(values: FloatArray, window: int) -> FloatArray:
+    """Median of the finite values among the last ``window`` observations, per observation
+    (NaN where there are none)."""
+    out = np.full(values.shape[0], np.nan)
+    for t in range(values.shape[0]):
+        out[t] = _median(values, t, window)
+    return out
 
-    With medians over ``window`` observations, now (``t``) and ``growth_window``
-    observations earlier (``t0``):
 
-        trap scale ≥ ``trap_scale``  and  trap scale(t) ≥ ``trap_growth`` · trap scale(t0)
-        and  log10 λ_max(t) − log10 λ_max(t0) > ``norm_growth``
+def collapse_signature(
+    trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
+) -> list[str | None]:
+    """Per observation: why it shows the collapse signature, or ``None``.
 
-    A trap that is large *and still growing while the layer's spectral norm grows*:
-    structure that survives shuffling (a few large entries, a mean shift) being
-    amplified. A large but steady trap, or one that grows while weight decay shrinks
-    the norm, is not the signature (SCIENCE.md §5: the WD = 0.01 control has traps).
+    With medians m(·) over ``window`` observations, now (t) and ``growth_window``
+    observations earlier (t0), and ``model_norm`` = :func:`model_log_norm` at the same
+    steps:
+
+        m(trap)(t) ≥ ``trap_scale``  and  m(trap)(t) ≥ ``trap_growth`` · m(trap)(t0)
+        and  m(norm)(t) − m(norm)(t0) > ``norm_growth``
+        and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)
+
+    A correlation trap (structure that survives shuffling: a few large entries, a mean
+    shift) that is large *and still growing while the model's weights grow to new
+    highs*. Neither part alone separates the runs of SCIENCE.md §5: with weight decay
+    0.01 the traps grow large (and α falls below 2) for a while after grokking, and
+    the weight norm rises a little, yet stays below its initial value and no collapse
+    follows; without weight decay the norm grows throughout and the traps with it
+    (docs/grokking.md).
     """
-    t0 = t - rules.growth_window
-    if t0 < rules.window - 1:
-        return None
-    w = rules.window
-    scale, scale0 = _median(traj.trap_scale, t, w), _median(traj.trap_scale, t0, w)
-    norm, norm0 = _median(traj.log_spectral_norm, t, w), _median(traj.log_spectral_norm, t0, w)
-    if not (np.isfinite(scale) and np.isfinite(scale0) and np.isfinite(norm - norm0)):
-        return None
-    if scale < rules.trap_scale or scale < rules.trap_growth * scale0:
-        return None
-    if norm - norm0 <= rules.norm_growth:
-        return None
-    return (
-        f"trap scale {scale:.2f} (from {scale0:.2f}) while log10 spectral norm "
-        f"rose {norm - norm0:+.3f}"
-    )
+    trap = rolling_median(np.asarray(trap_scale, dtype=np.float64), rules.window)
+    norm = rolling_median(np.asarray(model_norm, dtype=np.float64), rules.window)
+    out: list[str | None] = []
+    for t in range(trap.shape[0]):
+        t0 = t - rules.growth_window
+        if t0 < rules.window - 1 or not np.all(np.isfinite([trap[t], trap[t0], norm[t], norm[t0]])):
+            out.append(None)
+            continue
+        peak = float(np.nanmax(norm[: t0 + 1]))
+        grows = trap[t] >= max(rules.trap_scale, rules.trap_growth * trap[t0])
+        if grows and norm[t] - norm[t0] > rules.norm_growth and norm[t] >= peak:
+            out.append(
+                f"trap scale {trap[t]:.2f} (from {trap[t0]:.2f}) while the model's "
+                f"log10 weight norm² rose {norm[t] - norm[t0]:+.3f} to a new high"
+            )
+        else:
+            out.append(None)
+    return out
 
 
-def raw_layer_phases(traj: LayerTrajectory, rules: PhaseRules) -> tuple[list[str], list[str]]:
-    """Instantaneous labels and reasons at every observation (causal: uses t' ≤ t only)."""
+def raw_layer_phases(
+    traj: LayerTrajectory, rules: PhaseRules, model_norm: FloatArray | None = None
+) -> tuple[list[str], list[str]]:
+    """Instantaneous labels and reasons at every observation (causal: uses t' ≤ t only).
+
+    ``model_norm``: :func:`model_log_norm` at the layer's steps (``None``: unknown, so
+    the collapse signature is never found).
+    """
+    n = traj.steps.shape[0]
+    norm = np.full(n, np.nan) if model_norm is None else np.asarray(model_norm, dtype=float)
+    if norm.shape != (n,):
+        raise ValueError(f"model_norm must have one value per step ({n}), got {norm.shape}")
     labels: list[str] = []
     reasons: list[str] = []
     w = rules.window
-    for t in range(traj.steps.shape[0]):
+    signature = collapse_signature(traj.trap_scale, norm, rules)
+    for t in range(n):
         alpha = _median(traj.alpha, t, w)
         before = _median(traj.alpha, t - w, w) if t >= w else float("nan")
-        collapse = collapse_evidence(traj, t, rules)
+        collapse = signature[t]
         if collapse is not None:
             label, why = OVERFIT, collapse
         elif not np.isfinite(alpha):
@@ -204,6 +241,9 @@ def raw_layer_phases(traj: LayerTrajectory, rules: PhaseRules) -> tuple[list[str
             label, why = UNDER, f"median alpha {alpha:.2f} > {rules.alpha_under:g}"
         elif alpha >= rules.alpha_over and abs(alpha - before) <= rules.settle:
             label, why = CONVERGED, f"median alpha {alpha:.2f} steady (was {before:.2f})"
+        elif alpha < rules.alpha_over:
+            label = LEARNING
+            why = f"median alpha {alpha:.2f} < {rules.alpha_over:g}, without the collapse signature"
         else:
             label, why = LEARNING, f"median alpha {alpha:.2f} (was {before:.2f})"
         labels.append(label)
@@ -235,10 +275,12 @@ def debounce(raw: Sequence[str], steps: Sequence[int], persist: int) -> tuple[li
     return phase, since
 
 
-def layer_phases(traj: LayerTrajectory, rules: PhaseRules | None = None) -> PhaseTrack:
+def layer_phases(
+    traj: LayerTrajectory, rules: PhaseRules | None = None, model_norm: FloatArray | None = None
+) -> PhaseTrack:
     """Raw and reported (hysteresis) phase labels of one layer over its observations."""
     rules = rules or PhaseRules()
-    raw, reasons = raw_layer_phases(traj, rules)
+    raw, reasons = raw_layer_phases(traj, rules, model_norm)
     phase, since = debounce(raw, traj.steps.tolist(), rules.persist)
     return PhaseTrack(traj.steps, tuple(raw), tuple(phase), tuple(since), tuple(reasons))
 
@@ -291,10 +333,12 @@ __all__ = [
     "LayerTrajectory",
     "PhaseRules",
     "PhaseTrack",
-    "collapse_evidence",
+    "collapse_signature",
     "debounce",
     "layer_phases",
     "model_label",
+    "model_log_norm",
     "model_phases",
     "raw_layer_phases",
+    "rolling_median",
 ]

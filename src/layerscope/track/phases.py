@@ -28,7 +28,7 @@ from layerscope.track.store import Alert, RunRef, RunStore
 logger = logging.getLogger(__name__)
 
 # Per-layer metrics read from the store: the detector's inputs, then evidence only.
-INPUTS = ("alpha", "trap_scale", "log_spectral_norm")
+INPUTS = ("alpha", "trap_scale", "log_norm")
 EVIDENCE = ("num_traps", "ERG_gap")
 
 
@@ -39,7 +39,7 @@ class RunPhases:
     Attributes:
         run: the run's name.
         layers: one row per (step, layer): step, name, raw, phase, since, reason, then
-            the metrics alpha, trap_scale, log_spectral_norm, num_traps, ERG_gap.
+            the metrics alpha, trap_scale, log_norm, num_traps, ERG_gap.
         model: one row per step: step, raw, phase, since, reason (which layers).
     """
 
@@ -114,12 +114,15 @@ def phases_from_history(
             frame[col] = np.nan
     parts: list[pd.DataFrame] = []
     raws: dict[str, pd.Series] = {}
+    norm = _model_norm(frame)
     for name, group in frame.groupby("name", sort=False):
         rows = group.sort_values("step").reset_index(drop=True)
         traj = fp.LayerTrajectory.from_arrays(
-            rows["step"].to_numpy(), *(rows[c].to_numpy(dtype=float) for c in INPUTS)
+            rows["step"].to_numpy(),
+            rows["alpha"].to_numpy(dtype=float),
+            rows["trap_scale"].to_numpy(dtype=float),
         )
-        track = fp.layer_phases(traj, rules)
+        track = fp.layer_phases(traj, rules, norm.reindex(rows["step"]).to_numpy(dtype=float))
         labels = pd.DataFrame(
             {"raw": track.raw, "phase": track.phase, "since": track.since, "reason": track.reason}
         )
@@ -145,6 +148,13 @@ def phases_from_history(
             }
         ),
     )
+
+
+def _model_norm(frame: pd.DataFrame) -> pd.Series:
+    """log10 Σ_l ‖W_l‖_F² by step, from every layer's ``log_norm`` (NaN if one lacks it)."""
+    table = frame.pivot(index="step", columns="name", values="log_norm")
+    values = fp.model_log_norm(table.to_numpy(dtype=float).T)
+    return pd.Series(values, index=table.index)
 
 
 def _name_layers(reason: str, names: list[str]) -> str:
