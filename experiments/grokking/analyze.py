@@ -43,6 +43,16 @@ def trajectory(store: RunStore, run: str, rules: PhaseRules | None = None) -> pd
     return frame.join(phase).reset_index()
 
 
+def history_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-layer history (step, name, metrics) back from a :func:`trajectory` frame."""
+    parts = []
+    for name, layer in LAYERS.items():
+        cols = {f"{layer}_{m}": m for m in METRICS if f"{layer}_{m}" in frame}
+        part = frame[["step", *cols]].rename(columns=cols)
+        parts.append(part.assign(name=name))
+    return pd.concat(parts).sort_values("step", kind="stable").reset_index(drop=True)
+
+
 def events(scalars: pd.DataFrame, frame: pd.DataFrame, drop: float) -> dict[str, float | None]:
     """Peak test accuracy, the first collapse step, the first over-fitting step."""
     acc = scalars.set_index("step")["test_acc"].dropna()

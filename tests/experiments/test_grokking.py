@@ -7,12 +7,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from layerscope.cli import main
+from layerscope.functional.phases import OVERFIT
 from layerscope.track import RunStore
+from layerscope.track.phases import phases_from_history, run_phases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from experiments.grokking import analyze
 from experiments.grokking import train as grok
 from experiments.grokking.data import digits, stratified
 from experiments.grokking.model import StackedMLP, linears, reference_mlp
@@ -75,7 +80,9 @@ def _short(tmp_path: Path, steps: int) -> Path:
     return grok.train(cfg, digits(), tmp_path)
 
 
-def test_short_config_end_to_end_and_resume(tmp_path: Path) -> None:
+def test_short_config_end_to_end_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = _short(tmp_path, 200)
     state = torch.load(tmp_path / "state.pt", weights_only=False)
     assert state["step"] == 200
@@ -91,3 +98,27 @@ def test_short_config_end_to_end_and_resume(tmp_path: Path) -> None:
         history = store.layer_history("digits-wd0-seed0", ["alpha", "num_traps", "trap_scale"])
         assert history["step"].unique().tolist() == [0, 100, 200, 300]
         assert history["num_traps"].notna().all()
+        phases = run_phases(store, "digits-wd0-seed0")
+        assert phases.model["step"].tolist() == [0, 100, 200, 300]
+        assert set(phases.layers["name"]) == {"0.weight", "2.weight", "4.weight"}
+    assert main(["status", "digits-wd0-seed0", "--store", str(db)]) == 0
+    assert "Phases" in capsys.readouterr().out
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "grokking"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("wd", ["0", "0.01"])
+def test_detector_on_the_documented_trajectories(wd: str, seed: int) -> None:
+    """Replays the detector on the saved long runs: warns without weight decay only."""
+    frame = pd.read_csv(DOCS / f"digits-wd{wd}-seed{seed}.csv")
+    result = phases_from_history(analyze.history_from_csv(frame), f"wd{wd}")
+    fired = result.model.loc[result.model["phase"] == OVERFIT, "step"]
+    frame["model_phase"] = result.model["phase"].to_numpy()
+    found = analyze.events(frame, frame, drop=0.10)
+    if wd == "0":
+        assert found["detector_step"] == fired.iloc[0]
+        assert found["collapse_step"] is None or fired.iloc[0] < found["collapse_step"]
+    else:
+        assert fired.empty and found["detector_step"] is None
