@@ -56,7 +56,7 @@ class Traces:
         baselines: ``(T,)`` loss of the unperturbed weights on the same minibatch.
         sq_dist: ``(C, T)`` squared distance ‖w_t − w*‖² before the step.
         log_accept: ``(C, T − 1)`` minibatch MALA log-acceptance of move t → t+1.
-        param_shapes: shapes of the sampled parameter tensors.
+        num_sampled: number of sampled scalars d (parameters with ``requires_grad``).
         vectorized: whether the chains ran under vmap.
         fallback_reason: why vmap was not used (empty when it was, or when not asked).
     """
@@ -67,7 +67,7 @@ class Traces:
     log_accept: np.ndarray
     vectorized: bool
     fallback_reason: str
-    param_shapes: tuple[tuple[int, ...], ...]
+    num_sampled: int
 
 
 class _LossModule(nn.Module):
@@ -105,20 +105,46 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 class _Chains:
-    """The loss and its gradient for every chain: vmapped, or one chain at a time."""
+    """The loss and its gradient for every chain: vmapped, or one chain at a time.
+
+    The sampled weights of all chains live in one ``(C, D)`` tensor (D = number of
+    sampled scalars); each parameter is a view of its columns, so the update is a
+    handful of whole-tensor operations whatever the number of layers.
+    """
 
     def __init__(
         self, model: nn.Module, loss_fn: LossFn, num_chains: int, device: torch.device
     ) -> None:
         self.module = _LossModule(model, loss_fn)
         named = list(model.named_parameters())
-        self.w0: Tensors = {n: _copy(p, device) for n, p in named if p.requires_grad}
+        sampled = [(n, p) for n, p in named if p.requires_grad]
+        if not sampled:
+            raise ValueError("model: has no parameters with requires_grad=True to sample")
+        if len({p.dtype for _, p in sampled}) > 1:
+            raise ValueError("model: the sampled parameters must share one dtype")
+        self.names = [n for n, _ in sampled]
+        self.shapes = [tuple(p.shape) for _, p in sampled]
+        self.w0 = torch.cat([_copy(p, device).reshape(-1) for _, p in sampled])
         fixed = {n: _copy(p, device) for n, p in named if not p.requires_grad}
         fixed.update({n: _copy(b, device) for n, b in model.named_buffers()})
         self.fixed = fixed
         self.chain_fixed = [{n: t.clone() for n, t in fixed.items()} for _ in range(num_chains)]
-        if not self.w0:
-            raise ValueError("model: has no parameters with requires_grad=True to sample")
+        self._vmapped = vmap(
+            grad_and_value(self._loss), in_dims=(0, None, None), randomness="different"
+        )
+
+    def views(self, flat: torch.Tensor) -> Tensors:
+        """Parameter views ``(*lead, *shape)`` of ``flat`` ``(*lead, D)``."""
+        out, start = {}, 0
+        lead = flat.shape[:-1]
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            size = math.prod(shape)
+            out[name] = flat[..., start : start + size].view(*lead, *shape)
+            start += size
+        return out
+
+    def _flat(self, grads: Tensors, num_chains: int) -> torch.Tensor:
+        return torch.cat([grads[n].reshape(num_chains, -1) for n in self.names], dim=1)
 
     def _loss(self, params: Tensors, fixed: Tensors, batch: Any) -> torch.Tensor:
         state = {f"model.{n}": t for n, t in itertools.chain(params.items(), fixed.items())}
@@ -131,53 +157,50 @@ class _Chains:
         """L_b(w*) on ``batch`` (buffers of the unperturbed model are left untouched)."""
         with torch.no_grad():
             fixed = {n: t.clone() for n, t in self.fixed.items()}
-            return self._loss(self.w0, fixed, batch)
+            return self._loss(self.views(self.w0), fixed, batch)
 
-    def vmapped(self, params: Tensors, batch: Any) -> tuple[Tensors, torch.Tensor]:
-        """Gradients ``(C, *shape)`` and losses ``(C,)`` of all chains in one vmap."""
-        fn = vmap(grad_and_value(self._loss), in_dims=(0, None, None), randomness="different")
-        grads, losses = fn(params, self.fixed, batch)
-        return grads, losses
+    def vmapped(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients ``(C, D)`` and losses ``(C,)`` of all chains in one vmap."""
+        grads, losses = self._vmapped(self.views(flat), self.fixed, batch)
+        return self._flat(grads, len(flat)), losses
 
-    def looped(self, params: Tensors, batch: Any) -> tuple[Tensors, torch.Tensor]:
+    def looped(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`vmapped`, one chain after another (each with its own buffers)."""
         fn = grad_and_value(self._loss)
-        outs = [
-            fn({n: p[c] for n, p in params.items()}, fixed, batch)
-            for c, fixed in enumerate(self.chain_fixed)
-        ]
-        grads = {n: torch.stack([g[n] for g, _ in outs]) for n in params}
-        return grads, torch.stack([loss for _, loss in outs])
+        outs = [fn(self.views(flat[c]), fixed, batch) for c, fixed in enumerate(self.chain_fixed)]
+        grads = {n: torch.stack([g[n] for g, _ in outs]) for n in self.names}
+        return self._flat(grads, len(flat)), torch.stack([loss for _, loss in outs])
 
 
 def _copy(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.detach().to(device, copy=True)
 
 
-def _per_chain_sum(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
-    """Σ over every element but the leading chain axis, added over tensors."""
-    return sum(t.flatten(1).pow(2).sum(1) for t in tensors)  # type: ignore[return-value]
+def _sq_norms(x: torch.Tensor) -> torch.Tensor:
+    """‖x_c‖² of each row of ``x`` (C, D)."""
+    norms: torch.Tensor = torch.linalg.vector_norm(x, dim=-1)
+    return norms.square()
 
 
 @dataclass(frozen=True)
 class _Move:
     """What the MALA acceptance of a move needs from the step that made it."""
 
-    move: Tensors
+    move: torch.Tensor
     energy: torch.Tensor
     half_sq_noise: torch.Tensor
 
 
-def _log_accept(prev: _Move, drift: Tensors, energy: torch.Tensor, eps: float) -> torch.Tensor:
+def _log_accept(prev: _Move, back: torch.Tensor, energy: torch.Tensor, eps: float) -> torch.Tensor:
     """Minibatch MALA log-acceptance of the previous move w → w' (Roberts & Tweedie 1996).
 
     log α = U(w) − U(w') + ‖ξ‖²/2 − ‖−Δw + (ε/2)∇U(w')‖²/(2ε), where Δw = w' − w,
     ξ the injected noise and U = nβ·(L_b − L_b(w*)) + (γ/2)‖w − w*‖²: each U on its own
     step's minibatch, its baseline subtracted to cancel most of the batch-to-batch
     difference. An approximation: exact MALA needs U on the full data set.
+    ``back`` = ∇U(w') − (2/ε)·Δw, so that −Δw + (ε/2)∇U(w') = (ε/2)·back.
     """
-    back = _per_chain_sum(-prev.move[n] + 0.5 * eps * drift[n] for n in drift)
-    return prev.energy - energy + prev.half_sq_noise - back / (2.0 * eps)
+    return prev.energy - energy + prev.half_sq_noise - eps / 8 * _sq_norms(back)
 
 
 class _Sampler:
@@ -186,9 +209,8 @@ class _Sampler:
     def __init__(self, chains: _Chains, s: SamplerSettings, device: torch.device) -> None:
         self.chains, self.s, self.device = chains, s, device
         self.gen = torch.Generator(device=device).manual_seed(s.seed)
-        self.params = {
-            n: w.unsqueeze(0).repeat(s.num_chains, *[1] * w.dim()) for n, w in chains.w0.items()
-        }
+        self.w = chains.w0.unsqueeze(0).repeat(s.num_chains, 1)
+        self.buffers = {k: torch.empty_like(self.w) for k in ("drift", "tmp", "move_a", "move_b")}
         self.use_vmap = s.vectorize is not False
         self.reason = ""
         self.prev: _Move | None = None
@@ -196,38 +218,47 @@ class _Sampler:
             k: [] for k in ("loss", "base", "dist", "acc")
         }
 
-    def _grads(self, batch: Any, first: bool) -> tuple[Tensors, torch.Tensor]:
+    def _grads(self, batch: Any, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-chain gradients and losses; on the first step, fall back to the loop if
         vmap fails (only when ``vectorize`` is None)."""
         if self.use_vmap and self.s.vectorize is None and first:
             try:
-                return self.chains.vmapped(self.params, batch)
+                return self.chains.vmapped(self.w, batch)
             except RuntimeError as err:
                 self.use_vmap, self.reason = False, str(err).strip().splitlines()[0][:200]
         if self.use_vmap:
-            return self.chains.vmapped(self.params, batch)
-        return self.chains.looped(self.params, batch)
+            return self.chains.vmapped(self.w, batch)
+        return self.chains.looped(self.w, batch)
 
     def step(self, batch: Any, first: bool) -> None:
-        """Record the losses at the current weights, then move every chain once."""
-        s, w0 = self.s, self.chains.w0
+        """Record the losses at the current weights, then move every chain once:
+        w ← w − (ε/2)·(nβ·∇L_b(w) + γ·(w − w*)) + √ε·ξ.
+
+        Whole-``(C, D)`` operations into preallocated buffers: on a CPU a fresh 1 MB+
+        tensor costs more (page faults) than the arithmetic on it.
+        """
+        s, buf = self.s, self.buffers
         base = self.chains.baseline(batch)
         grads, losses = self._grads(batch, first)
-        diff = {n: p - w0[n] for n, p in self.params.items()}
-        sq_dist = _per_chain_sum(diff.values())
-        drift = {n: s.nbeta * grads[n] + s.localization * diff[n] for n in diff}
-        energy = s.nbeta * (losses.detach() - base) + 0.5 * s.localization * sq_dist
+        losses = losses.detach()
+        diff = torch.sub(self.w, self.chains.w0, out=buf["drift"])
+        sq_dist = _sq_norms(diff)
+        drift = diff.mul_(s.localization).add_(grads, alpha=s.nbeta)
+        energy = s.nbeta * (losses - base) + 0.5 * s.localization * sq_dist
         if self.prev is not None:
-            self.records["acc"].append(_log_accept(self.prev, drift, energy, s.step_size))
-        noise = {
-            n: torch.randn(p.shape, generator=self.gen, device=self.device, dtype=p.dtype)
-            for n, p in self.params.items()
-        }
-        root = math.sqrt(s.step_size)
-        move = {n: -0.5 * s.step_size * drift[n] + root * noise[n] for n in diff}
-        self.params = {n: (p + move[n]).detach() for n, p in self.params.items()}
-        self.prev = _Move(move, energy, 0.5 * _per_chain_sum(noise.values()))
-        for key, value in (("loss", losses.detach()), ("base", base), ("dist", sq_dist)):
+            back = torch.sub(drift, self.prev.move, alpha=2.0 / s.step_size, out=buf["tmp"])
+            self.records["acc"].append(_log_accept(self.prev, back, energy, s.step_size))
+        move = (
+            buf["move_b"]
+            if self.prev is not None and self.prev.move is buf["move_a"]
+            else buf["move_a"]
+        )
+        move.normal_(generator=self.gen)
+        half_sq_noise = 0.5 * _sq_norms(move)
+        move.mul_(math.sqrt(s.step_size)).add_(drift, alpha=-0.5 * s.step_size)
+        self.w.add_(move)
+        self.prev = _Move(move, energy, half_sq_noise)
+        for key, value in (("loss", losses), ("base", base), ("dist", sq_dist)):
             self.records[key].append(value)
 
     def stacked(self, key: str, dim: int) -> np.ndarray:
@@ -259,5 +290,5 @@ def run_chains(
         log_accept=sampler.stacked("acc", 1),
         vectorized=sampler.use_vmap,
         fallback_reason=sampler.reason,
-        param_shapes=tuple(tuple(w.shape) for w in chains.w0.values()),
+        num_sampled=chains.w0.numel(),
     )

@@ -173,8 +173,7 @@ def _summarize(traces: Traces, opts: LLCOptions, s: SamplerSettings, info: DataI
         base = np.full(losses.shape[1], float(opts.baseline))
     draws = s.nbeta * (losses - base[None, :])
     per_chain = draws.mean(axis=1)
-    dim = sum(int(np.prod(shape)) for shape in traces.param_shapes)
-    free_walk_sq = s.step_size * dim * (burn + (opts.num_draws - 1) / 2)
+    free_walk_sq = s.step_size * traces.num_sampled * (burn + (opts.num_draws - 1) / 2)
     diag = diagnose(draws, traces.sq_dist[:, burn:], traces.log_accept[:, burn:], free_walk_sq)
     finite = per_chain[np.isfinite(per_chain)]
     return LLCResult(
