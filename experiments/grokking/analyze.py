@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from layerscope.functional.phases import OVERFIT, PhaseRules
@@ -83,7 +84,43 @@ def summarise(dbs: Sequence[Path], csv_dir: Path | None, drop: float) -> pd.Data
                 meta = store.run_meta(run)
                 info = {"run": run, "weight_decay": meta.get("weight_decay")}
                 rows.append({**info, **events(store.scalar_history(run), frame, drop)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"collapse_step": "Int64", "detector_step": "Int64"})
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of ``frame`` (numbers as pandas prints them)."""
+    cells = frame.astype(object).where(frame.notna(), "—").astype(str)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    lines += ["| " + " | ".join(row) + " |" for row in cells.to_numpy().tolist()]
+    return "\n".join(lines)
+
+
+VARIANTS: dict[str, PhaseRules] = {
+    "default": PhaseRules(),
+    "no new-high condition": PhaseRules(norm_new_high=False),
+    "growth_window 10": PhaseRules(growth_window=10),
+    "growth_window 40": PhaseRules(growth_window=40),
+    "trap_scale 0.5": PhaseRules(trap_scale=0.5),
+    "trap_scale 2": PhaseRules(trap_scale=2.0),
+    "no norm condition": PhaseRules(norm_new_high=False, norm_growth=-np.inf),
+}
+
+
+def sensitivity(dbs: Sequence[Path]) -> pd.DataFrame:
+    """First over-fitting step of every run under each rule variant (``—``: never)."""
+    rows = []
+    for db in dbs:
+        with RunStore(db, create=False) as store:
+            for run in store.runs()["name"]:
+                history = store.layer_history(run, METRICS)
+                row: dict[str, object] = {"run": run}
+                for label, rules in VARIANTS.items():
+                    model = phases_from_history(history, run, rules).model
+                    fired = model.loc[model["phase"] == OVERFIT, "step"]
+                    row[label] = int(fired.iloc[0]) if len(fired) else None
+                rows.append(row)
+    return pd.DataFrame(rows).astype({label: "Int64" for label in VARIANTS})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,8 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("stores", type=Path, nargs="+", help="runs.db files of train.py")
     p.add_argument("--csv", type=Path, default=None, help="write one CSV per run here")
     p.add_argument("--drop", type=float, default=0.10, help="collapse: drop below the peak")
+    p.add_argument("--sensitivity", action="store_true", help="detector under rule variants")
     args = p.parse_args(argv)
-    print(summarise(args.stores, args.csv, args.drop).to_string(index=False))
+    print(markdown(summarise(args.stores, args.csv, args.drop)))
+    if args.sensitivity:
+        print()
+        print(markdown(sensitivity(args.stores)))
     return 0
 
 

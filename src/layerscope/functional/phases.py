@@ -55,6 +55,8 @@ class PhaseRules:
             weight decay control's traps and norms also grow for a while after grokking).
         norm_growth: least rise of the windowed model weight norm, log10 Σ_l ‖W_l‖_F²,
             over ``growth_window`` observations (the weights keep growing).
+        norm_new_high: also require the windowed model weight norm to exceed every
+            earlier windowed value up to ``growth_window`` observations ago.
         persist: observations a new label must last before it is reported (k ≥ 1).
     """
 
@@ -66,6 +68,7 @@ class PhaseRules:
     trap_growth: float = 1.1
     growth_window: int = 20
     norm_growth: float = 0.0
+    norm_new_high: bool = True
     persist: int = 3
 
     def __post_init__(self) -> None:
@@ -183,7 +186,7 @@ def collapse_signature(
 
         m(trap)(t) ≥ ``trap_scale``  and  m(trap)(t) ≥ ``trap_growth`` · m(trap)(t0)
         and  m(norm)(t) − m(norm)(t0) > ``norm_growth``
-        and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)
+        and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)     (if ``norm_new_high``)
 
     A correlation trap (structure that survives shuffling: a few large entries, a mean
     shift) that is large *and still growing while the model's weights grow to new
@@ -195,18 +198,20 @@ def collapse_signature(
     """
     trap = rolling_median(np.asarray(trap_scale, dtype=np.float64), rules.window)
     norm = rolling_median(np.asarray(model_norm, dtype=np.float64), rules.window)
+    peaks = np.fmax.accumulate(norm)  # running maximum, NaN ignored
     out: list[str | None] = []
     for t in range(trap.shape[0]):
         t0 = t - rules.growth_window
         if t0 < rules.window - 1 or not np.all(np.isfinite([trap[t], trap[t0], norm[t], norm[t0]])):
             out.append(None)
             continue
-        peak = float(np.nanmax(norm[: t0 + 1]))
+        peak = float(peaks[t0]) if rules.norm_new_high else -np.inf
         grows = trap[t] >= max(rules.trap_scale, rules.trap_growth * trap[t0])
         if grows and norm[t] - norm[t0] > rules.norm_growth and norm[t] >= peak:
             out.append(
                 f"trap scale {trap[t]:.2f} (from {trap[t0]:.2f}) while the model's "
-                f"log10 weight norm² rose {norm[t] - norm[t0]:+.3f} to a new high"
+                f"log10 weight norm² rose {norm[t] - norm[t0]:+.3f}"
+                + (" to a new high" if rules.norm_new_high else "")
             )
         else:
             out.append(None)
