@@ -87,6 +87,11 @@ def test_short_config_end_to_end_and_resume(
     state = torch.load(tmp_path / "state.pt", weights_only=False)
     assert state["step"] == 200
     db = _short(tmp_path, 300)  # resumes from step 200
+    _short(tmp_path / "straight", 300)
+    resumed = torch.load(tmp_path / "state.pt", weights_only=False)["model"]
+    straight = torch.load(tmp_path / "straight" / "state.pt", weights_only=False)["model"]
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0)
     with RunStore(db) as store:
         runs = store.runs()
         assert sorted(runs["name"]) == ["digits-wd0-seed0", "digits-wd0.01-seed0"]
