@@ -123,17 +123,47 @@ def sensitivity(dbs: Sequence[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows).astype({label: "Int64" for label in VARIANTS})
 
 
+SPECTRAL = [
+    "step",
+    "train_acc",
+    "test_acc",
+    "fc1_alpha",
+    "fc2_alpha",
+    "fc3_alpha",
+    "fc1_num_traps",
+    "fc2_num_traps",
+    "fc3_num_traps",
+    "fc1_trap_scale",
+    "fc2_trap_scale",
+    "fc1_ERG_gap",
+    "fc2_ERG_gap",
+    "model_phase",
+]
+BASELINES = ["step", "test_acc", *(f"probe_{p}" for p in PROBES)]
+
+
+def steps_table(csv: Path, steps: Sequence[int], columns: Sequence[str]) -> str:
+    """Markdown table of a saved trajectory at the given steps (those present)."""
+    frame = pd.read_csv(csv)
+    rows = frame[frame["step"].isin(steps)][list(columns)]
+    return markdown(rows.round(3))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("stores", type=Path, nargs="+", help="runs.db files of train.py")
     p.add_argument("--csv", type=Path, default=None, help="write one CSV per run here")
     p.add_argument("--drop", type=float, default=0.10, help="collapse: drop below the peak")
     p.add_argument("--sensitivity", action="store_true", help="detector under rule variants")
+    p.add_argument("--table", type=int, nargs="*", help="with --csv: tables at these steps")
     args = p.parse_args(argv)
     print(markdown(summarise(args.stores, args.csv, args.drop)))
     if args.sensitivity:
         print()
         print(markdown(sensitivity(args.stores)))
+    for csv in sorted(args.csv.glob("*.csv")) if args.csv and args.table else []:
+        for columns in (SPECTRAL, BASELINES):
+            print(f"\n{csv.stem}\n\n{steps_table(csv, args.table, columns)}")
     return 0
 
 
