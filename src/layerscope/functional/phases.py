@@ -42,7 +42,12 @@ PHASES = (UNDER, LEARNING, CONVERGED, OVERFIT)
 
 @dataclass(frozen=True)
 class PhaseRules:
-    """Thresholds of the phase labels (defaults validated on the grokking runs, docs/grokking.md).
+    """Thresholds of the phase labels.
+
+    The defaults were chosen on the grokking runs of docs/grokking.md (3 seeds per weight
+    decay, one scan every 1,000 steps): windows count observations (scans), not
+    training steps, so with much denser or sparser scans scale ``window``,
+    ``growth_window`` and ``persist`` to match.
 
     Attributes:
         alpha_over, alpha_under: HTSR band [2, 6].
