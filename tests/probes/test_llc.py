@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from layerscope.probes import llc
-from layerscope.probes._llc_diagnostics import geweke_z, split_r_hat
+from layerscope.probes._llc_diagnostics import half_drift, split_r_hat
 from probes._rrr import gaussian_nll, rrr_problem
 
 FAST = {"num_chains": 3, "num_draws": 300, "burnin": 300}
@@ -132,11 +132,14 @@ def test_diagnostics_fire_on_bad_step_sizes(
     assert any("acceptance" in w for w in hot.warnings), hot.warnings
 
 
-def test_geweke_and_r_hat_on_synthetic_traces() -> None:
+def test_drift_and_r_hat_on_synthetic_traces() -> None:
     rng = np.random.default_rng(0)
     flat = rng.normal(size=(4, 400))
-    assert abs(geweke_z(flat[0])) < 3
-    assert geweke_z(flat[0] + np.linspace(0, 5, 400)) < -3  # rising trace
+    level = flat + 10.0
+    assert abs(half_drift(level).z) < 3 and abs(half_drift(level).relative) < 0.05
+    rising = half_drift(level + np.linspace(0, 5, 400))
+    assert rising.z > 3 and rising.relative == pytest.approx(2.5 / 12.5, rel=0.1)
+    assert np.isnan(half_drift(level[:1]).z)
     assert split_r_hat(flat).r_hat == pytest.approx(1.0, abs=0.02)
     shifted = flat + np.array([[0.0], [0.0], [2.0], [2.0]])
     assert split_r_hat(shifted).r_hat > 1.1
@@ -174,7 +177,7 @@ def test_result_plain_data(rrr: tuple[nn.Module, torch.Tensor, torch.Tensor]) ->
     data = json.loads(json.dumps(res.to_dict()))
     assert data["mean"] == pytest.approx(res.mean) and "diag_r_hat" in data
     frame = res.to_frame()
-    assert list(frame.columns) == ["chain", "llc", "stationarity_z", "diverged", "mean_loss"]
+    assert list(frame.columns) == ["chain", "llc", "drift", "diverged", "mean_loss"]
     fixed = llc.estimate(model, (x, y), gaussian_nll, num_draws=30, burnin=10, baseline=1.0)
     assert fixed.baseline == "fixed" and fixed.baseline_loss == 1.0
 

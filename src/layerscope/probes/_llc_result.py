@@ -72,16 +72,16 @@ class LLCResult:
                 out[field.name] = list(value)
             else:
                 out[field.name] = value
-        out["diag_chain_z"] = list(self.diagnostics.chain_z)
+        out["diag_chain_drift"] = list(self.diagnostics.chain_drift)
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per chain: chain, llc, stationarity_z, diverged, mean_loss (with traces)."""
+        """One row per chain: chain, llc, drift, diverged, mean_loss (with traces)."""
         frame = pd.DataFrame(
             {
                 "chain": range(self.num_chains),
                 "llc": self.per_chain,
-                "stationarity_z": self.diagnostics.chain_z,
+                "drift": self.diagnostics.chain_drift,
                 "diverged": [not np.isfinite(v) for v in self.per_chain],
             }
         )

@@ -206,7 +206,7 @@ class Calibration:
     Attributes:
         step_size, nbeta: the suggestion (pass both to :func:`estimate`).
         rows: one dict per tried setting: step_size, nbeta, llc, llc_std, acceptance,
-            stationarity_z, r_hat, travel, diverged_chains, warnings (count), ok.
+            drift, stationarity_z, r_hat, travel, diverged_chains, warnings (count), ok.
         reason: why this row was chosen, in words.
     """
 
@@ -270,6 +270,7 @@ def calibrate(
                     "llc": res.mean,
                     "llc_std": res.std,
                     "acceptance": d.acceptance,
+                    "drift": d.drift,
                     "stationarity_z": d.stationarity_z,
                     "r_hat": d.r_hat,
                     "travel": d.travel,
