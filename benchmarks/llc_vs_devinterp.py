@@ -1,6 +1,7 @@
 """layerscope's LLC estimator vs devinterp 1.3.2 and a hand-written SGLD loop, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/llc_vs_devinterp.py [--quick] [--out results.json]
+    OMP_NUM_THREADS=1 python benchmarks/llc_vs_devinterp.py --tables   # docs/llc.md tables
 
 Speed: a ≈100k-parameter MLP (64 → 256 → 256 → 64, ReLU) on synthetic regression data
 (4096 samples from a random teacher plus unit noise), 4 chains × 200 draws, no burn-in,
@@ -184,12 +185,60 @@ def accuracy(cases: tuple[tuple[int, int, int, int], ...]) -> list[dict[str, Any
     return rows
 
 
+def default_accuracy() -> list[str]:
+    """docs/llc.md's accuracy table: library defaults, three data seeds per RRR case."""
+    lines = []
+    cases = ((6, 4, 6, 0), (5, 4, 5, 0), (6, 4, 6, 2), (5, 3, 5, 1), (8, 3, 8, 1))
+    for case in (*cases, *RRR_CASES[2:]):
+        truth = llc.rrr_learning_coefficient(*case)
+        rel, warned = [], 0
+        for seed in (0, 1, 2):
+            model, x, y = rrr_problem(*case, seed=seed, train_steps=1500)
+            res = llc.estimate(model, (x, y), gaussian_nll, seed=seed)
+            rel.append(res.mean / truth - 1)
+            warned += bool(res.warnings)
+        errors = " ".join(f"{v:+.0%}" for v in rel)
+        mean_abs = sum(abs(v) for v in rel) / len(rel)
+        lines.append(
+            f"| {'x'.join(map(str, case))} | {truth:g} | {errors} | {mean_abs:.0%} | {warned}/3 |"
+        )
+    return lines
+
+
+def step_sweep() -> list[str]:
+    """docs/llc.md's sweep: ε·nβ over 100x for nβ = B/ln B and n/ln n (case 6x4x6x2)."""
+    case = (6, 4, 6, 2)
+    truth = llc.rrr_learning_coefficient(*case)
+    model, x, y = rrr_problem(*case, train_steps=1500)
+    batch, n = 128, len(x)
+    lines = []
+    for label, nbeta in (("B/ln B", batch / math.log(batch)), ("n/ln n", n / math.log(n))):
+        for product in (0.002, 0.006, 0.02, 0.06, 0.2):
+            res = llc.estimate(model, (x, y), gaussian_nll, nbeta=nbeta, step_size=product / nbeta)
+            d = res.diagnostics
+            why = "; ".join(w.split(" (")[0].split(":")[0] for w in res.warnings) or "-"
+            lines.append(
+                f"| {label} = {nbeta:.0f} | {product} | {res.step_size:.1e} | {res.mean:.2f}"
+                f" ({res.mean / truth - 1:+.0%}) | {d.acceptance:.2f} | {d.drift:+.2f}"
+                f" | {d.r_hat:.2f} | {why} |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 RRR cases")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--tables", action="store_true", help="only docs/llc.md's accuracy and sweep tables"
+    )
     args = parser.parse_args()
+    if args.tables:
+        torch.set_num_threads(1)
+        print("\n".join(default_accuracy()))
+        print("\n".join(step_sweep()))
+        return
     torch.set_num_threads(1)
     results: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
