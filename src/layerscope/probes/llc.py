@@ -12,6 +12,7 @@ sources are in :func:`estimate`; how to read the diagnostics is in docs/llc.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,16 @@ class LLCOptions:
     keep_traces: bool = False
     baseline: str | float = "paired"
     vectorize: bool | None = None
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> LLCOptions:
+        """Validated options; an unknown name raises ``ValueError`` listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            listed = ", ".join(sorted(known))
+            raise ValueError(f"unknown llc option(s): {', '.join(unknown)}; known: {listed}")
+        return cls(**options)
 
     def __post_init__(self) -> None:
         for name in ("num_chains", "num_draws"):
@@ -111,9 +122,11 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
               from the average; devinterp warns when draws exceed burn-in).
             * ``nbeta=None`` → B/ln B for batch size B (devinterp 1.3.2's default). With
               the paired baseline it lands within ~15 % of the closed form on
-              reduced-rank regression for B = 32…512, while n/ln n (β = 1/ln n, the
-              paper's WBIC temperature) made the result swing +60…−60 % over a 10x range
-              of step sizes (docs/llc.md). The value used is in the result.
+              reduced-rank regression (rank ≥ 1; rank 0 runs 10–25 % low), and within
+              3x of the default step it moved the estimate −12…+13 %, where n/ln n
+              (β = 1/ln n, the paper's WBIC temperature) moved it −17…+55 %: larger nβ
+              amplifies minibatch gradient noise (docs/llc.md). The value used is in
+              the result.
             * ``step_size=None`` → 0.02/nβ (ε·nβ measured on reduced-rank regression;
               run :func:`calibrate` for other models).
             * ``localization=1.0`` (γ; devinterp's own RRR test uses 1.0 — with
@@ -134,7 +147,7 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
         ValueError: an invalid option, data that cannot be batched, a non-scalar loss,
             or nβ that cannot be defaulted (batch size unknown).
     """
-    opts = LLCOptions(**options)
+    opts = LLCOptions.from_kwargs(**options)
     info = describe(data, opts.batch_size)
     nbeta = opts.nbeta if opts.nbeta is not None else default_nbeta(info.batch_size)
     step = opts.step_size if opts.step_size is not None else STEP_TIMES_NBETA / nbeta
@@ -243,6 +256,9 @@ def calibrate(
     """
     if step_sizes is not None and not step_sizes:
         raise ValueError("step_sizes: must not be empty")
+    clash = sorted({"step_size", "nbeta"} & set(options))
+    if clash:
+        raise ValueError(f"calibrate sweeps {', '.join(clash)}: pass step_sizes/nbetas instead")
     if nbetas is None:
         nbetas = (default_nbeta(describe(data, options.get("batch_size")).batch_size),)
     rows = []

@@ -62,7 +62,7 @@ class LLCTracker:
     def __post_init__(self) -> None:
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"every must be a positive integer, got {self.every!r}")
-        LLCOptions(**self.options)
+        LLCOptions.from_kwargs(**self.options)
 
     def due(self, step: int) -> bool:
         """Whether ``step`` is an estimation step."""
