@@ -55,7 +55,8 @@ def history_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def events(scalars: pd.DataFrame, frame: pd.DataFrame, drop: float) -> dict[str, float | None]:
-    """Peak test accuracy, the first collapse step, the first over-fitting step."""
+    """Peak test accuracy; the largest fall below the peak so far; the first steps 5 and
+    ``drop`` points below it (the collapse); the first over-fitting step."""
     acc = scalars.set_index("step")["test_acc"].dropna()
     running = acc.cummax()
     fallen = acc[acc <= running - drop]
@@ -66,10 +67,16 @@ def events(scalars: pd.DataFrame, frame: pd.DataFrame, drop: float) -> dict[str,
         "peak_test_acc": round(float(acc.max()), 4),
         "final_test_acc": round(float(acc.iloc[-1]), 4),
         "final_train_acc": round(float(scalars["train_acc"].dropna().iloc[-1]), 4),
+        "largest_drop": round(float((running - acc).max()), 4),
+        "drop5_step": _first(acc[acc <= running - 0.05]),
         "collapse_step": int(fallen.index[0]) if len(fallen) else None,
         "detector_step": int(fired.iloc[0]) if len(fired) else None,
         "last_step": int(acc.index[-1]),
     }
+
+
+def _first(values: pd.Series) -> int | None:
+    return int(values.index[0]) if len(values) else None
 
 
 def summarise(dbs: Sequence[Path], csv_dir: Path | None, drop: float) -> pd.DataFrame:
@@ -84,7 +91,8 @@ def summarise(dbs: Sequence[Path], csv_dir: Path | None, drop: float) -> pd.Data
                 meta = store.run_meta(run)
                 info = {"run": run, "weight_decay": meta.get("weight_decay")}
                 rows.append({**info, **events(store.scalar_history(run), frame, drop)})
-    return pd.DataFrame(rows).astype({"collapse_step": "Int64", "detector_step": "Int64"})
+    steps = ("drop5_step", "collapse_step", "detector_step")
+    return pd.DataFrame(rows).astype(dict.fromkeys(steps, "Int64"))
 
 
 def markdown(frame: pd.DataFrame) -> str:
