@@ -1,15 +1,16 @@
 """The SGLD sampler behind :mod:`layerscope.probes.llc`: all chains at once on one device.
 
-The chains' parameters are stacked, ``(num_chains, *shape)`` per tensor, and one step is
+The sampled weights of all chains are one ``(num_chains, D)`` tensor, and one step is
 
     Δw = −(ε/2)·(nβ·∇L_b(w) + γ·(w − w*)) + √ε·ξ,   ξ ~ N(0, I)
 
 (Welling & Teh 2011 with the localization term of Lau et al. 2023, arXiv 2308.12108;
 SCIENCE.md §6). Gradients of all chains come from one ``torch.func.vmap`` over
 ``torch.func.functional_call``; models vmap cannot run (e.g. BatchNorm updating its
-running statistics in train mode) are evaluated chain by chain instead. Either way the
-noise is drawn for the stacked tensors from one seeded generator and the update is the
-same stacked arithmetic, so both paths give the same chains up to round-off.
+running statistics in train mode) are evaluated chain by chain instead, by autograd on a
+copy of the model per chain whose weights are views of its row. Either way the noise is
+drawn for the whole tensor from one seeded generator and the update is the same
+arithmetic, so both paths give the same chains up to round-off.
 
 Each step records, per chain, the minibatch loss L_b(w_t) *before* the update (as
 devinterp does), the baseline L_b(w*) of the unperturbed weights on the same minibatch
@@ -186,17 +187,17 @@ class _Chains:
 
     def looped(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`vmapped`, one chain after another by plain autograd on a copy
-        of the model per chain (each with its own buffers). On one CPU thread this beat
-        vmap at batch 32 on a 100k-parameter MLP (docs/benchmarks.md)."""
+        of the model per chain (each with its own buffers). As fast as vmap on one CPU
+        thread for a 100k-parameter MLP (docs/benchmarks.md); the functorch equivalent
+        (``grad`` of ``functional_call`` per chain) took twice as long."""
         self._bind(flat)
         losses = []
-        for row, model in zip(self._grads, self._copies, strict=True):
+        for row, model, params in zip(self._grads, self._copies, self._params, strict=True):
             loss = self.module.loss_fn(model, batch)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 raise ValueError(
                     "loss_fn: must return a scalar tensor (the mean loss of the batch)"
                 )
-            params = [p for p in model.parameters() if p.requires_grad]
             parts = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
             flat_parts = [
                 (torch.zeros_like(p) if g is None else g).reshape(-1)
