@@ -254,3 +254,22 @@ def test_llc_tracker_stores_scalars(
         LLCTracker((x, y), gaussian_nll, every=0)
     with pytest.raises(ValueError, match="num_draws"):
         LLCTracker((x, y), gaussian_nll, options={"num_draws": 0})
+
+
+def test_monitor_estimates_llc_when_due(
+    rrr: tuple[nn.Module, torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    from layerscope.probes.llc_track import LLCTracker
+    from layerscope.track import Monitor
+
+    model, x, y = rrr
+    options = {"num_chains": 2, "num_draws": 20, "burnin": 5}
+    tracker = LLCTracker((x, y), gaussian_nll, every=10, options=options)
+    with Monitor(
+        model, every=1000, store=tmp_path / "m.db", background=False, detector=None, llc=tracker
+    ) as monitor:
+        for step in (0, 5, 12, 19, 20):
+            monitor.step(step, train_loss=1.0)
+        history = monitor.store.scalar_history(monitor.run_id)
+    assert history.dropna(subset=["llc"])["step"].tolist() == [0, 12, 20]
+    assert history["llc"].dropna().gt(0).all()

@@ -2,8 +2,8 @@
 
 The LLC needs data and a loss, so tracking it is explicit: build an :class:`LLCTracker`
 with a held probe data set (a few thousand samples is plenty), the loss and how often,
-and call :meth:`LLCTracker.maybe_log` from the training loop (or pass it to a Monitor
-that accepts one). Scalars stored at each estimated step: ``llc``, ``llc_std`` and
+and pass it to ``Monitor(model, llc=tracker)`` or call :meth:`LLCTracker.maybe_log`
+from the training loop. Scalars stored at each estimated step: ``llc``, ``llc_std`` and
 ``llc_warnings`` (how many diagnostics fired; 0 = no reason found to distrust it).
 """
 
@@ -41,12 +41,13 @@ def log_llc(
 
 @dataclass
 class LLCTracker:
-    """Estimate and store the LLC every ``every`` steps (a step that is a multiple of it).
+    """Estimate and store the LLC every ``every`` steps: at the first step seen and
+    whenever the step reaches a new multiple of ``every`` (as the Monitor's scans).
 
     Args:
         data: the probe data (as for :func:`~layerscope.probes.llc.estimate`).
         loss_fn: ``loss_fn(model, batch) -> scalar`` mean loss.
-        every: estimate at steps that are multiples of ``every``.
+        every: estimate when ``step // every`` changes.
         options: :func:`~layerscope.probes.llc.estimate` options (checked now). Keep the
             same ``seed``, step size and nβ over a run so that values are comparable.
 
@@ -58,6 +59,7 @@ class LLCTracker:
     loss_fn: LossFn
     every: int = 1000
     options: dict[str, Any] = field(default_factory=dict)
+    _last_bucket: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.every, int) or self.every < 1:
@@ -65,8 +67,12 @@ class LLCTracker:
         LLCOptions.from_kwargs(**self.options)
 
     def due(self, step: int) -> bool:
-        """Whether ``step`` is an estimation step."""
-        return step % self.every == 0
+        """Whether ``step`` is an estimation step (records it as seen)."""
+        bucket = step // self.every
+        if bucket == self._last_bucket:
+            return False
+        self._last_bucket = bucket
+        return True
 
     def maybe_log(
         self, store: RunStore, run: RunRef, step: int, model: nn.Module

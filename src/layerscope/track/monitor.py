@@ -25,13 +25,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from layerscope.scan import scan
 from layerscope.track._options import scan_kwargs
 from layerscope.track.store import DEFAULT_PATH, Alert, RunStore
+
+if TYPE_CHECKING:
+    from layerscope.probes.llc_track import LLCTracker
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +141,10 @@ class Monitor:
             measures of :func:`layerscope.probes.baselines.baseline_metrics` as scalars
             ``probe_l2_norm``, ``probe_weight_entropy``, ``probe_activation_sparsity``,
             ``probe_circuit_complexity`` (computed on the training thread).
+        llc: an :class:`~layerscope.probes.llc_track.LLCTracker` (opt-in, it needs data
+            and a loss): estimates the local learning coefficient on its probe data
+            every ``llc.every`` steps and stores ``llc``, ``llc_std``, ``llc_warnings``
+            (on the training thread; a failure is logged, not raised).
         meta: extra JSON-ready information stored with the run.
         **options: further :func:`layerscope.scan` options (``include``, ``jobs``...).
 
@@ -159,6 +166,7 @@ class Monitor:
         detector: Detector | Literal["phases"] | None = "phases",
         seed: int = 0,
         probe: torch.Tensor | None = None,
+        llc: LLCTracker | None = None,
         meta: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
@@ -176,6 +184,7 @@ class Monitor:
         self.on_alert = on_alert
         self.detector = _resolve_detector(detector)
         self.probe = probe
+        self.llc = llc
         self.seed = seed
         self.stats = MonitorStats()
         self.alerts: list[Alert] = []
@@ -202,6 +211,8 @@ class Monitor:
             self._started = time.perf_counter()
         if scalars:
             self.log(step, **scalars)
+        if self.llc is not None:
+            self._llc(step, self.llc)
         bucket = step // self.every
         if bucket != self._last_bucket:
             self._last_bucket = bucket
@@ -254,6 +265,13 @@ class Monitor:
             logger.exception("layerscope: probe measures at step %d failed", step)
             return
         self.log(step, **{f"probe_{k}": v for k, v in values.items()})
+
+    def _llc(self, step: int, tracker: LLCTracker) -> None:
+        """Estimate and store the LLC when due; a failure is logged, not raised."""
+        try:
+            tracker.maybe_log(self.store, self.run_id, step, self.model)
+        except Exception:
+            logger.exception("layerscope: LLC estimate at step %d failed", step)
 
     def _over_budget(self) -> bool:
         with self._lock:
