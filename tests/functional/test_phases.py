@@ -65,6 +65,18 @@ def test_growing_trap_with_growing_norm_is_over_fitting() -> None:
     assert "trap scale" in track.reason[first_raw]
 
 
+def test_warning_lasts_while_the_trap_stays_large_and_the_weights_keep_growing() -> None:
+    trap = np.concatenate([np.full(8, 0.1), 0.1 * 1.6 ** np.arange(1, 8), np.full(15, 3.0)])
+    norm = np.concatenate([np.linspace(2.0, 3.0, 24), np.full(6, 3.0)])  # growth stops
+    track = layer_phases(_traj(3.0, trap), RULES, norm)
+    start = track.raw.index(OVERFIT)
+    stop = start + track.raw[start:].index(CONVERGED)
+    assert set(track.raw[start:stop]) == {OVERFIT}
+    assert trap[stop - 1] == 3.0  # held on after the trap stopped growing
+    assert stop >= 24  # and let go only once the weights stopped growing
+    assert OVERFIT not in track.raw[stop:]
+
+
 @pytest.mark.parametrize(
     ("trap", "norm", "why"),
     [

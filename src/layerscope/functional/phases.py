@@ -187,11 +187,16 @@ def collapse_signature(
 
     With medians m(·) over ``window`` observations, now (t) and ``growth_window``
     observations earlier (t0), and ``model_norm`` = :func:`model_log_norm` at the same
-    steps:
+    steps, the signature *starts* when
 
         m(trap)(t) ≥ ``trap_scale``  and  m(trap)(t) ≥ ``trap_growth`` · m(trap)(t0)
         and  m(norm)(t) − m(norm)(t0) > ``norm_growth``
         and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)     (if ``norm_new_high``)
+
+    and *lasts* while m(trap)(t) ≥ ``trap_scale`` and m(norm)(t) − m(norm)(t0) >
+    ``norm_growth`` (a Schmitt trigger: a trap that stops growing but stays large while
+    the weights keep growing keeps the warning on; the weights ceasing to grow, or the
+    trap shrinking below the threshold, ends it).
 
     A correlation trap (structure that survives shuffling: a few large entries, a mean
     shift) that is large *and still growing while the model's weights grow to new
@@ -205,21 +210,24 @@ def collapse_signature(
     norm = rolling_median(np.asarray(model_norm, dtype=np.float64), rules.window)
     peaks = np.fmax.accumulate(norm)  # running maximum, NaN ignored
     out: list[str | None] = []
+    active = False
     for t in range(trap.shape[0]):
         t0 = t - rules.growth_window
         if t0 < rules.window - 1 or not np.all(np.isfinite([trap[t], trap[t0], norm[t], norm[t0]])):
+            active = False
             out.append(None)
             continue
+        rose = norm[t] - norm[t0]
+        lasts = trap[t] >= rules.trap_scale and rose > rules.norm_growth
         peak = float(peaks[t0]) if rules.norm_new_high else -np.inf
-        grows = trap[t] >= max(rules.trap_scale, rules.trap_growth * trap[t0])
-        if grows and norm[t] - norm[t0] > rules.norm_growth and norm[t] >= peak:
-            out.append(
-                f"trap scale {trap[t]:.2f} (from {trap[t0]:.2f}) while the model's "
-                f"log10 weight norm² rose {norm[t] - norm[t0]:+.3f}"
-                + (" to a new high" if rules.norm_new_high else "")
-            )
-        else:
-            out.append(None)
+        starts = lasts and trap[t] >= rules.trap_growth * trap[t0] and norm[t] >= peak
+        active = lasts and (active or starts)
+        out.append(
+            f"trap scale {trap[t]:.2f} (from {trap[t0]:.2f}) while the model's "
+            f"log10 weight norm² rose {rose:+.3f}"
+            if active
+            else None
+        )
     return out
 
 
