@@ -71,6 +71,7 @@ def events(scalars: pd.DataFrame, frame: pd.DataFrame, drop: float) -> dict[str,
         "drop5_step": _first(acc[acc <= running - 0.05]),
         "collapse_step": int(fallen.index[0]) if len(fallen) else None,
         "detector_step": int(fired.iloc[0]) if len(fired) else None,
+        "phase_at_end": str(frame["model_phase"].iloc[-1]),
         "last_step": int(acc.index[-1]),
     }
 
