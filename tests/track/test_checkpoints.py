@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from layerscope.track import RunStore, TrackEvent, find_checkpoints, track_checkpoints
-from layerscope.track.checkpoints import checkpoint_step
+from layerscope.track.checkpoints import Checkpoint, checkpoint_step
 
 from .conftest import state_dict
 
@@ -203,3 +203,26 @@ def test_invalid_arguments(tmp_path: Path, store: RunStore) -> None:
         track_checkpoints(tmp_path, "run", store, colour="red")
     with pytest.raises(ValueError, match="no run 42"):
         track_checkpoints(tmp_path, 42, store)
+
+
+def test_on_checkpoint_hook_sees_new_scans_and_failures_stay_pending(
+    tmp_path: Path, store: RunStore
+) -> None:
+    for step in (10, 20, 30):
+        _pt(tmp_path, step)
+    seen: list[int] = []
+
+    def hook(db: RunStore, run_id: int, ckpt: Checkpoint) -> None:
+        assert db is store and ckpt.path.name == f"step_{ckpt.step:06d}.pt"
+        if ckpt.step == 20 and not seen.count(20):
+            seen.append(20)
+            raise RuntimeError("hook failed")
+        seen.append(ckpt.step)
+        db.log_scalars(run_id, ckpt.step, extra=ckpt.step / 10)
+
+    with pytest.raises(RuntimeError, match="hook failed"):
+        track_checkpoints(tmp_path, "run", store, on_checkpoint=hook)
+    assert store.steps("run")["step"].tolist() == [10]  # 20 not stored: still pending
+    assert track_checkpoints(tmp_path, "run", store, on_checkpoint=hook) == [20, 30]
+    assert seen == [10, 20, 20, 30]
+    assert store.scalar_history("run")["extra"].tolist() == [1.0, 2.0, 3.0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -20,6 +21,7 @@ from layerscope.cli.commands import (
     cmd_status,
     cmd_track,
 )
+from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -100,6 +102,24 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_track_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "track", help="scan a directory of checkpoints, in step order, into a run store"
+    )
+    p.add_argument(
+        "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"
+    )
+    p.add_argument("--run", help="run name (default: the directory name)")
+    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
+    p.add_argument("--follow", action="store_true", help="keep watching for new checkpoints")
+    p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _add_scan_options(p)
+    _add_html_options(p)
+    add_track_llc_arguments(p)
+    p.set_defaults(func=cmd_track)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all commands."""
     parser = argparse.ArgumentParser(
@@ -142,20 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     _add_html_options(p)
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser(
-        "track", help="scan a directory of checkpoints, in step order, into a run store"
-    )
-    p.add_argument(
-        "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"
-    )
-    p.add_argument("--run", help="run name (default: the directory name)")
-    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
-    p.add_argument("--follow", action="store_true", help="keep watching for new checkpoints")
-    p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
-    p.add_argument("--quiet", "-q", action="store_true")
-    _add_scan_options(p)
-    _add_html_options(p)
-    p.set_defaults(func=cmd_track)
+    _add_track_parser(sub)
     p = sub.add_parser("status", help="steps and alerts of a tracked run; exit 1 on alerts")
     p.add_argument("run", help="run name")
     p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
@@ -186,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     p.add_argument("--quiet", "-q", action="store_true", help="no messages")
     p.set_defaults(func=cmd_report)
+    add_llc_parser(sub)
     return parser
 
 

@@ -26,15 +26,23 @@ class UserError(Exception):
     """An error in what the user asked for: printed as one line, exit code 2."""
 
 
-def load_module_source(spec: str) -> Any:
-    """``pkg.module:attr`` -> the object (called if callable and not a torch Module)."""
-    module_name, _, attr = spec.partition(":")
+def import_object(spec: str) -> Any:
+    """``pkg.module:attr`` (``attr`` may be dotted) -> the object, not called."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UserError(f"{spec}: expected a Python path pkg.module:name")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise UserError(f"{spec}: cannot import ({exc})") from exc
+    return obj
+
+
+def load_module_source(spec: str) -> Any:
+    """``pkg.module:attr`` -> the object (called if callable and not a torch Module)."""
+    obj = import_object(spec)
     import torch
 
     if callable(obj) and not isinstance(obj, torch.nn.Module):

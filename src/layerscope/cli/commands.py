@@ -89,10 +89,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_track(args: argparse.Namespace) -> int:
     """``layerscope track DIR``: scan new checkpoints of a run into the run store."""
+    from layerscope.cli.llc import track_hook
     from layerscope.track import RunStore, track_checkpoints
     from layerscope.track.checkpoints import TrackEvent
 
     err = Console(stderr=True, soft_wrap=True)
+    llc = track_hook(args)  # --llc-data: fails here on a bad path, before any scan
+    if llc is not None and not args.quiet:
+        llc.report = lambda line: err.print(escape(line), highlight=False)
     options = scan_options(args)
     metrics = options.pop("metrics")
     run = args.run or Path(args.directory).resolve().name
@@ -116,6 +120,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             follow=args.follow,
             poll_seconds=args.poll,
             progress=on_event,
+            on_checkpoint=llc,
             **options,
         )
     except KeyboardInterrupt:

@@ -14,7 +14,8 @@ A step already scanned from the same source is skipped. A checkpoint that cannot
 tried again only once its files change (their size/mtime fingerprint). With
 ``follow=True`` the directory is polled until ``stop`` is set or ``max_polls`` is reached;
 checkpoints modified in the last ``settle_seconds`` are left for a later poll, so a file
-still being written is not scanned half-way.
+still being written is not scanned half-way. An ``on_checkpoint`` hook can record more at
+each newly scanned checkpoint (the CLI's ``track --llc-data`` estimates the LLC there).
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class TrackEvent:
     done: int
     total: int
     message: str = ""
+
+
+# on_checkpoint(store, run_id, checkpoint): called after a scan, before it is stored.
+CheckpointHook = Callable[[RunStore, int, Checkpoint], None]
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -134,6 +139,7 @@ class _Tracker:
     scan_kwargs: dict[str, Any]
     settle_seconds: float
     progress: Callable[[TrackEvent], None] | None
+    on_checkpoint: CheckpointHook | None = None
 
     def pending(self) -> list[tuple[Checkpoint, str]]:
         """Checkpoints not yet stored from the same source (errors: only if changed since)."""
@@ -173,6 +179,8 @@ class _Tracker:
                 self.store.log_error(self.run_id, ckpt.step, str(exc), source, fingerprint=fp)
                 event = TrackEvent(ckpt.step, source, "error", done, len(todo), str(exc))
             else:
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(self.store, self.run_id, ckpt)
                 self.store.log_scan(self.run_id, ckpt.step, result, source, fingerprint=fp)
                 logger.info("scanned checkpoint %s (step %d)", ckpt.path, ckpt.step)
                 scanned.append(ckpt.step)
@@ -194,6 +202,7 @@ def track_checkpoints(
     max_polls: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[TrackEvent], None] | None = None,
+    on_checkpoint: CheckpointHook | None = None,
     **options: Any,
 ) -> list[int]:
     """Scan the checkpoints of ``directory`` that ``run`` does not have yet, in step order.
@@ -210,6 +219,10 @@ def track_checkpoints(
         max_polls: stop following after this many polls (``None``: until stopped).
         stop: an event that ends follow mode (checked between polls).
         progress: called with a :class:`TrackEvent` after each checkpoint.
+        on_checkpoint: called as ``on_checkpoint(store, run_id, checkpoint)`` for each
+            checkpoint scanned successfully, before its scan is stored, to record more at
+            its step (e.g. :func:`layerscope.probes.llc_track.log_llc`). If it raises, the
+            scan is not stored (the checkpoint stays pending) and the exception propagates.
         **options: further :func:`layerscope.scan` options (``seed``, ``include``,
             ``allow_unsafe_pickle``...).
 
@@ -231,7 +244,7 @@ def track_checkpoints(
     db = RunStore(store) if not isinstance(store, RunStore) else store
     try:
         run_id = db.start_run(run, {"checkpoints": str(root)}) if isinstance(run, str) else run
-        tracker = _Tracker(root, db, run_id, kwargs, settle_seconds, progress)
+        tracker = _Tracker(root, db, run_id, kwargs, settle_seconds, progress, on_checkpoint)
         return _loop(tracker, follow, poll_seconds, max_polls, stop or threading.Event())
     finally:
         if owned:
@@ -259,6 +272,7 @@ def _loop(
 __all__ = [
     "FOLLOW_SETTLE_SECONDS",
     "Checkpoint",
+    "CheckpointHook",
     "TrackEvent",
     "checkpoint_step",
     "find_checkpoints",
