@@ -166,3 +166,20 @@ def test_weights_file_needs_model(tmp_path: Path, capsys: pytest.CaptureFixture[
     argv = ["llc", str(tmp_path / "w.pt"), "--data", "_llc_fixtures:make_loader"]
     assert main([*argv, "--loss", "mse"]) == 2
     assert "add --model pkg.module:build" in capsys.readouterr().err
+
+
+def test_load_weights_tied_stored_once(tmp_path: Path) -> None:
+    from layerscope.cli._llc_inputs import load_weights
+
+    def tied() -> torch.nn.Module:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 3))
+        model[1].weight = model[0].weight
+        return model
+
+    state = {"0.weight": torch.arange(9.0).reshape(3, 3), "1.bias": torch.ones(3)}
+    save_file(state, tmp_path / "t.safetensors")  # tied 1.weight stored once
+    model = tied()
+    load_weights(model, tmp_path / "t.safetensors")
+    assert torch.equal(model[1].weight, state["0.weight"]) and torch.equal(
+        model[1].bias, state["1.bias"]
+    )

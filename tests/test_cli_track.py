@@ -78,7 +78,9 @@ def test_track_llc_stores_each_new_checkpoint(
         burnin=5, seed=4,
     )  # fmt: skip
     assert llc.loc[20, "llc"] == pytest.approx(direct.mean, rel=1e-12)
-    assert "llc step 30" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "llc step 30" in captured.err
+    assert f"{llc.loc[20, 'llc']:.2f}" in captured.out  # status shows the llc column
     torch.save(_llc_fixtures.build_model(seed=40).state_dict(), llc_ckpts / "step_40.pt")
     assert main(argv) in (0, 1)
     err = capsys.readouterr().err
@@ -91,8 +93,10 @@ def test_track_llc_every_and_errors(
 ) -> None:
     db = str(tmp_path / "runs.db")
     argv = ["track", str(llc_ckpts), "--run", "r", "--store", db, "-q", *LLC_FLAGS]
-    assert main([*argv, "--llc-every", "2"]) in (0, 1)
+    html = tmp_path / "r.html"
+    assert main([*argv, "--llc-every", "2", "--html", str(html)]) in (0, 1)
     assert RunStore(db).scalar_history("r")["step"].tolist() == [10, 30]
+    assert "llc_std" in html.read_text()  # the report charts the stored scalars
     capsys.readouterr()
     instance = [a if a != "_llc_fixtures:build_model" else "_llc_fixtures:trained" for a in argv]
     assert main([*instance, "--run", "other"]) in (0, 1)  # a module instance is fine too

@@ -141,12 +141,20 @@ def cmd_status(args: argparse.Namespace, run: str | None = None) -> int:
 
     store = RunStore(args.store, create=False)
     name = run or args.run
-    steps, alerts = store.steps(name), store.alerts(name)
+    steps, alerts = _with_llc(store, name, store.steps(name)), store.alerts(name)
     phases = run_phases(store, name)
     if not args.quiet:
         render_status(name, steps, alerts, stdout(), phases)
     html_report(args, lambda: run_html(store, name))
     return EXIT_GATE if len(alerts) or phases.phase == OVERFIT else 0
+
+
+def _with_llc(store: Any, run: str, steps: Any) -> Any:
+    """The steps with the ``llc`` scalar (``track --llc-data``, ``LLCTracker``) when stored."""
+    scalars = store.scalar_history(run)
+    if "llc" not in scalars or "step" not in steps:
+        return steps
+    return steps.merge(scalars[["step", "llc"]], on="step", how="left")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

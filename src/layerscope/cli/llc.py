@@ -56,19 +56,19 @@ def sampler_options(args: argparse.Namespace, prefix: str = "") -> dict[str, Any
         value = getattr(args, prefix + flag.replace("-", "_"))
         if value is not None:
             options[option] = value
-    device = getattr(args, f"{prefix}device")
-    options["device"] = _device(device)
+    flag = f"--{prefix.replace('_', '-')}device"
+    options["device"] = _device(getattr(args, f"{prefix}device"), flag)
     LLCOptions.from_kwargs(**options)  # bad values fail before any loading
     return options
 
 
-def _device(name: str) -> str:
+def _device(name: str, flag: str) -> str:
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
+        raise UserError(f"{flag} cuda: no CUDA device is available")
     return name
 
 

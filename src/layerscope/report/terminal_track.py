@@ -22,6 +22,7 @@ STEP_COLUMNS = (
     "ERG_gap",
     "count_under_trained",
     "count_over_trained",
+    "llc",
 )
 
 
