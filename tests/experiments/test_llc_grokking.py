@@ -1,0 +1,56 @@
+"""The LLC over grokking (SCIENCE.md §6): it peaks at the end of memorisation, falls by
+≥ 30 % once the test accuracy passes 99 % and tracks the test loss; without weight
+decay the network never groks in the same steps and its LLC shows no such drop."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from experiments.llc_grokking import train as lg
+
+
+def test_split_covers_every_pair_once_and_labels_are_sums() -> None:
+    x_tr, y_tr, x_te, y_te = lg.split(7, 0.4, seed=3)
+    x = torch.cat([x_tr, x_te])
+    assert len(x_tr) == round(0.4 * 49) and len({tuple(r) for r in x.tolist()}) == 49
+    torch.testing.assert_close(torch.cat([y_tr, y_te]), (x[:, 0] + x[:, 1]) % 7)
+    torch.testing.assert_close(lg.split(7, 0.4, seed=3)[0], x_tr)
+
+
+def test_cli_writes_the_csv(tmp_path: Path) -> None:
+    args = ["--steps", "4", "--llc-every", "2", "--llc-draws", "5", "--llc-burnin", "5"]
+    assert lg.main([*args, "--out", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "llc_grokking.csv")
+    assert list(frame.columns) == list(lg.COLUMNS) and frame["step"].tolist() == [0, 2, 4]
+    assert np.isfinite(frame["llc"]).all()
+
+
+@pytest.mark.slow
+def test_llc_falls_after_grokking_and_not_without_weight_decay() -> None:
+    cfg = lg.CONFIGS["quick"]
+    grok = pd.DataFrame(lg.run(cfg))
+    llc, train_acc, test_acc = grok["llc"].to_numpy(), grok["train_acc"], grok["test_acc"]
+    peak = int(np.argmax(llc))
+    memorised = int(np.argmax(train_acc.to_numpy() >= 0.99))
+    assert train_acc.iloc[peak] >= 0.95 and test_acc.iloc[peak] < 0.1  # memorising
+    assert abs(peak - memorised) <= 2  # within 2 estimates of train acc reaching 99 %
+    grokked = test_acc.to_numpy() >= 0.99
+    assert grokked.any(), "the quick config no longer groks"
+    after = llc[int(np.argmax(grokked)) :]
+    assert after.max() <= 0.7 * llc[peak], (after.max(), llc[peak])
+    rho = spearmanr(llc[peak:], grok["test_loss"].to_numpy()[peak:]).statistic
+    assert rho >= 0.8, rho  # tracks the test loss from the peak on
+
+    control = pd.DataFrame(lg.run(replace(cfg, wd=0.0)))
+    assert control["train_acc"].iloc[-1] == 1.0 and control["test_acc"].max() < 0.1
+    ctrl = control["llc"].to_numpy()
+    assert ctrl[len(ctrl) // 2 :].min() >= 0.85 * ctrl.max(), ctrl
