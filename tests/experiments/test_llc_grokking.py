@@ -34,9 +34,9 @@ def test_cli_writes_the_csv(tmp_path: Path) -> None:
     assert np.isfinite(frame["llc"]).all()
 
 
-@pytest.mark.slow
-def test_llc_falls_after_grokking_and_not_without_weight_decay() -> None:
-    cfg = lg.CONFIGS["quick"]
+def check_llc_over_grokking(seed: int) -> None:
+    """The assertions of the slow test for one seed (docs/llc_grokking.md ran 0, 1, 2)."""
+    cfg = replace(lg.CONFIGS["quick"], seed=seed)
     grok = pd.DataFrame(lg.run(cfg))
     llc, train_acc, test_acc = grok["llc"].to_numpy(), grok["train_acc"], grok["test_acc"]
     peak = int(np.argmax(llc))
@@ -54,3 +54,34 @@ def test_llc_falls_after_grokking_and_not_without_weight_decay() -> None:
     assert control["train_acc"].iloc[-1] == 1.0 and control["test_acc"].max() < 0.1
     ctrl = control["llc"].to_numpy()
     assert ctrl[len(ctrl) // 2 :].min() >= 0.85 * ctrl.max(), ctrl
+
+
+@pytest.mark.slow
+def test_llc_falls_after_grokking_and_not_without_weight_decay() -> None:
+    check_llc_over_grokking(seed=0)
+
+
+def test_summary_and_figure_from_a_synthetic_run(tmp_path: Path) -> None:
+    from experiments.llc_grokking import plot
+
+    frame = pd.DataFrame(
+        {
+            "step": [0, 10, 20, 30, 40],
+            "train_loss": [4.0, 0.1, 0.05, 0.02, 0.01],
+            "train_acc": [0.0, 1.0, 1.0, 1.0, 1.0],
+            "test_loss": [4.0, 9.0, 5.0, 0.2, 0.1],
+            "test_acc": [0.0, 0.0, 0.3, 0.995, 1.0],
+            "llc": [50.0, 200.0, 150.0, 100.0, 90.0],
+            "llc_std": [1.0] * 5,
+            "llc_warnings": [0, 1, 0, 0, 0],
+            "weight_norm": [1.0] * 5,
+        }
+    )
+    row = plot.summary({"a": frame}).iloc[0]
+    assert (row["peak_step"], row["step_test_acc≥0.99"]) == (10, 30)
+    assert row["max_after/peak"] == pytest.approx(0.5)
+    assert row["mean_after/peak"] == pytest.approx(0.475)
+    assert row["spearman(llc,test_loss)"] == pytest.approx(1.0)
+    assert plot.markdown(plot.summary({"a": frame})).count("\n") == 2
+    plot.plot({"a": frame, "b": frame}, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
