@@ -118,8 +118,11 @@ def _residuals(
         return np.asarray(np.sum((model - y[None, :]) ** 2, axis=1), dtype=np.float64)
     r = 1.0 / np.sqrt(Q)
     lo, hi = (s * (1.0 - r)) ** 2, (s * (1.0 + r)) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        model = np.nan_to_num(Q / (2.0 * np.pi * s * s * x[None, :]) * np.sqrt((hi - x) * (x - lo)))
+    # The density is 0 outside (λ⁻, λ⁺); computing it only inside skips NaN cleanup.
+    root = np.sqrt(np.maximum((hi - x) * (x - lo), 0.0))
+    model = np.divide(
+        Q * root, 2.0 * np.pi * s * s * x[None, :], out=np.zeros_like(root), where=root > 0
+    )
     res = np.sum((model - y[None, :]) ** 2, axis=1)
     bad = (hi[:, 0] < peak) | (hi[:, 0] > x.max()) | (lo[:, 0] > peak)
     return np.asarray(np.where(bad, PENALTY * PENALTY * x.size, res), dtype=np.float64)
