@@ -22,7 +22,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -146,21 +146,28 @@ def measure(
     }
 
 
-def run(cfg: Config, out: Path | None = None) -> list[dict[str, float]]:
-    """Train ``cfg``; return the rows (also written to ``out/llc_grokking.csv``)."""
+def checkpoints(
+    cfg: Config, steps: Sequence[int]
+) -> Iterator[tuple[int, nn.Module, tuple[torch.Tensor, ...]]]:
+    """Train ``cfg`` (full-batch AdamW), yielding (step, model, data) at each of ``steps``
+    (sorted); data = (x_train, y_train, x_test, y_test). Seeded by ``cfg.seed``."""
     data = split(cfg.p, cfg.train_frac, cfg.data_seed)
     torch.manual_seed(cfg.seed)
     model = ModAddMLP(cfg.p, cfg.embed, cfg.hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.wd)
-    rows = []
-    for step in range(cfg.steps + 1):
-        if step % cfg.llc_every == 0:
-            rows.append(measure(cfg, step, model, data))
-        if step == cfg.steps:
-            break
+    wanted = set(steps)
+    for step in range(max(steps) + 1):
+        if step in wanted:
+            yield step, model, data
         opt.zero_grad(set_to_none=True)
         ce_loss(model, (data[0], data[1])).backward()
         opt.step()
+
+
+def run(cfg: Config, out: Path | None = None) -> list[dict[str, float]]:
+    """Train ``cfg``; return the rows (also written to ``out/llc_grokking.csv``)."""
+    every = range(0, cfg.steps + 1, cfg.llc_every)
+    rows = [measure(cfg, step, model, data) for step, model, data in checkpoints(cfg, every)]
     if out is not None:
         write_csv(rows, out / "llc_grokking.csv")
     return rows

@@ -85,3 +85,15 @@ def test_summary_and_figure_from_a_synthetic_run(tmp_path: Path) -> None:
     assert plot.markdown(plot.summary({"a": frame})).count("\n") == 2
     plot.plot({"a": frame, "b": frame}, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_sweep_rows_and_checkpoints_match_the_training_run() -> None:
+    from experiments.llc_grokking.sweep import sweep
+
+    table = sweep([2, 0], [10.0], [0.02, 0.05], draws=5, seed=0)
+    assert table["step"].tolist() == [0, 0, 2, 2] and np.isfinite(table["llc"]).all()
+    cfg = replace(lg.CONFIGS["quick"], steps=2, llc_every=2, llc_draws=5, llc_burnin=5)
+    rows = lg.run(cfg)
+    model_at_2 = next(m for _, m, _ in lg.checkpoints(cfg, [2]))
+    data = lg.split(cfg.p, cfg.train_frac, cfg.data_seed)
+    assert lg.evaluate(model_at_2, data[0], data[1])[0] == pytest.approx(rows[1]["train_loss"])
