@@ -126,6 +126,8 @@ def test_status_exits_1_on_an_over_fitting_phase_without_stored_alerts(
             store.log_scan(run_id, step, _scan(step))
         assert run_phases(store, "hot").phase == OVERFIT  # with the default rules
     assert main(["status", "hot", "--store", str(db), "-q"]) == 1
+    assert main(["status", "hot", "--store", str(db)]) == 1
+    assert "no stored alerts, but the run is over-fitting" in capsys.readouterr().out
 
 
 def test_detector_option_is_validated(tmp_path: Path) -> None:

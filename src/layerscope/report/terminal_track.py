@@ -88,6 +88,9 @@ def render_status(
         for _, a in alerts.iterrows():
             at.add_row(str(a["step"]), str(a["level"]), escape(str(a["message"])))
         parts.append(at)
+    elif phases is not None and phases.phase == "over-fitting":
+        note = f"no stored alerts, but the run is over-fitting since step {phases.since}"
+        parts.append(Text(note + " (collapse warning)", style="bold red"))
     else:
         parts.append(Text("no alerts", style="green"))
     console.print(Group(*parts))
