@@ -10,6 +10,7 @@ that never gets there: the second half of the run).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +53,11 @@ def markdown(frame: pd.DataFrame) -> str:
     """A GitHub markdown table of ``frame`` (floats to 3 significant digits)."""
 
     def cell(v: object) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+        if not isinstance(v, float):
+            return str(v)
+        if math.isnan(v):
+            return "–"
+        return str(int(v)) if v.is_integer() else f"{v:.3g}"
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
