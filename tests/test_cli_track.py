@@ -25,6 +25,8 @@ def test_track_then_status(ckpts: Path, tmp_path: Path, capsys: pytest.CaptureFi
     db = str(tmp_path / "runs.db")
     assert main(["track", str(ckpts), "--run", "r", "--store", db, "-q"]) == 0
     assert RunStore(db).steps("r")["step"].tolist() == [100, 200, 300]
+    # every metric by default: the phase detector reads the trap scale
+    assert RunStore(db).layer_history("r", ("trap_scale",))["trap_scale"].notna().all()
     torch.save({"a.weight": torch.randn(64, 32)}, ckpts / "step_400.pt")
     assert main(["track", str(ckpts), "--run", "r", "--store", db]) == 0
     err = capsys.readouterr().err

@@ -184,9 +184,7 @@ AUTO_TOL = 1e-4
 @pytest.mark.parametrize(
     "case", [pytest.param("minilm", marks=pytest.mark.slow), "synthetic", "cnn"]
 )
-def test_matches_weightwatcher(
-    case: str, precision: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_matches_weightwatcher(case: str, precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     build, checks = CASES[case]
     if precision == "auto":
         checks = tuple(_loosened(c) for c in checks)

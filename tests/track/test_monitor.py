@@ -243,3 +243,22 @@ def test_non_numeric_scalar_is_a_clear_error(store: RunStore) -> None:
     with pytest.raises(ValueError, match="scalar 'note' must be a number"):
         monitor.step(0, note="hello")
     monitor.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "metrics", "has_traps"),
+    [
+        ({}, "all", True),  # the phase detector needs the traps group
+        ({"detector": None}, "default", False),
+        ({"metrics": "default"}, "default", False),
+    ],
+)
+def test_default_metrics_follow_the_detector(
+    store: RunStore, kwargs: dict[str, Any], metrics: str, has_traps: bool
+) -> None:
+    model = mlp()
+    with Monitor(model, every=1, run="m", store=store, background=False, **kwargs) as monitor:
+        monitor.step(0)
+    assert store.run_meta("m")["metrics"] == metrics
+    hist = store.layer_history("m", ("alpha", "trap_scale"))
+    assert hist["trap_scale"].notna().all() == has_traps

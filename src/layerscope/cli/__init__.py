@@ -104,7 +104,9 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
 
 def _add_track_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "track", help="scan a directory of checkpoints, in step order, into a run store"
+        "track",
+        help="scan a directory of checkpoints, in step order, into a run store "
+        "(every metric incl. traps unless --metrics: the phase detector needs them)",
     )
     p.add_argument(
         "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"

@@ -99,6 +99,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         llc.report = lambda line: err.print(escape(line), highlight=False)
     options = scan_options(args)
     metrics = options.pop("metrics")
+    if not (args.all or args.metrics):
+        metrics = "all"  # the phase detector's collapse signature needs correlation traps
     run = args.run or Path(args.directory).resolve().name
 
     def on_event(event: TrackEvent) -> None:

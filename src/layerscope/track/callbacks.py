@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 
-from layerscope.track._options import scan_kwargs
+from layerscope.track._options import scan_kwargs, tracking_metrics
 from layerscope.track.monitor import Detector, Monitor
 from layerscope.track.store import Alert, RunStore
 
@@ -92,7 +92,7 @@ class _MonitorCallback:
         *,
         run: str | None = None,
         store: RunStore | str | os.PathLike[str] | None = None,
-        metrics: str | tuple[str, ...] = "default",
+        metrics: str | tuple[str, ...] | None = None,
         time_budget: float | None = None,
         background: bool = True,
         on_alert: Callable[[Alert], None] | None = None,
@@ -101,7 +101,8 @@ class _MonitorCallback:
         probe: torch.Tensor | None = None,
         **options: Any,
     ) -> None:
-        scan_kwargs(metrics, options)
+        chosen = tracking_metrics(metrics, detector)
+        scan_kwargs(chosen, options)
         self.run = run
         self.stop_on_alert = stop_on_alert
         self.monitor: Monitor | None = None

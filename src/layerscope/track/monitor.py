@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from layerscope.scan import scan
-from layerscope.track._options import scan_kwargs
+from layerscope.track._options import scan_kwargs, tracking_metrics
 from layerscope.track.store import DEFAULT_PATH, Alert, RunStore
 
 if TYPE_CHECKING:
@@ -127,7 +127,9 @@ class Monitor:
         every: scan when the step reaches a new multiple of ``every`` (and at the first step).
         run: run name in the store (resumed when it exists); default ``run-<time>``.
         store: a :class:`RunStore`, a database path, or ``None`` for ``./layerscope-runs.db``.
-        metrics: metric groups to compute (as for :func:`layerscope.scan`).
+        metrics: metric groups to compute (as for :func:`layerscope.scan`); default
+            ``"all"`` when ``detector="phases"`` (it needs the correlation traps), else
+            ``"default"``.
         time_budget: most fraction of wall time to spend scanning (e.g. ``0.1``), or ``None``.
         background: scan on a background thread (``False``: inside :meth:`step`).
         on_alert: called with each :class:`Alert` the ``detector`` raises (from the scanning
@@ -159,7 +161,7 @@ class Monitor:
         every: int = 100,
         run: str | None = None,
         store: RunStore | str | os.PathLike[str] | None = None,
-        metrics: str | tuple[str, ...] = "default",
+        metrics: str | tuple[str, ...] | None = None,
         time_budget: float | None = None,
         background: bool = True,
         on_alert: Callable[[Alert], None] | None = None,
@@ -176,7 +178,8 @@ class Monitor:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         if time_budget is not None and not 0.0 < time_budget <= 1.0:
             raise ValueError(f"time_budget must be in (0, 1], got {time_budget}")
-        self._kwargs = scan_kwargs(metrics, {**options, "seed": seed})
+        chosen = tracking_metrics(metrics, detector)
+        self._kwargs = scan_kwargs(chosen, {**options, "seed": seed})
         self.model = model
         self.every = every
         self.time_budget = time_budget
@@ -191,7 +194,7 @@ class Monitor:
         self._owns_store = not isinstance(store, RunStore)
         self.store = store if isinstance(store, RunStore) else RunStore(store or DEFAULT_PATH)
         self.run = run or datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        info = {"model": type(model).__name__, "every": every, "metrics": metrics, "seed": seed}
+        info = {"model": type(model).__name__, "every": every, "metrics": chosen, "seed": seed}
         self.run_id = self.store.start_run(self.run, {**info, **(meta or {})})
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
