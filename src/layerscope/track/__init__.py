@@ -4,6 +4,9 @@
   per-layer metrics over steps, user-logged scalars and alerts;
 * :class:`Monitor`: scans a model every N steps of a plain PyTorch loop, in the background;
 * :func:`track_checkpoints`: scans a directory of saved checkpoints in step order;
+* :func:`run_phases`, :class:`PhaseDetector`: phase labels (under-trained / learning /
+  converged / over-fitting) from a run's stored trajectories, and the Monitor's default
+  alert detector built on them;
 * :class:`LayerscopeLightningCallback`, :class:`LayerscopeHFCallback`: the monitor as a
   PyTorch Lightning / Hugging Face Trainer callback (the frameworks are optional).
 
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from layerscope.track.checkpoints import TrackEvent, find_checkpoints, track_checkpoints
 from layerscope.track.monitor import Monitor, MonitorStats
+from layerscope.track.phases import PhaseDetector, RunPhases, run_phases
 from layerscope.track.store import Alert, RunStore
 
 if TYPE_CHECKING:
@@ -38,8 +42,11 @@ __all__ = [
     "LayerscopeLightningCallback",
     "Monitor",
     "MonitorStats",
+    "PhaseDetector",
+    "RunPhases",
     "RunStore",
     "TrackEvent",
     "find_checkpoints",
+    "run_phases",
     "track_checkpoints",
 ]
