@@ -72,6 +72,7 @@ LS_OPTIONS: dict[str, dict[str, Any]] = {
 
 console = Console(width=160)
 THREADS = [0]  # --threads, read by the subprocess runs
+JOBS = [1]  # --jobs: layerscope workers (the CLI's default is one per core)
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -125,7 +126,17 @@ def ww_analyze(ww: Any, model: Any, option: str) -> pd.DataFrame:
 
 
 def ls_scan(source: Any, option: str) -> layerscope.ScanResult:
-    return layerscope.scan(source, **LS_OPTIONS[option])
+    """layerscope's scan; with ``--jobs N`` > 1 as the CLI runs it by default (``--jobs 0``:
+    one worker per core, torch's intra-op threads narrowed so workers x threads = cores)."""
+    jobs = JOBS[0]
+    if jobs == 1:
+        return layerscope.scan(source, **LS_OPTIONS[option])
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before // jobs))
+    try:
+        return layerscope.scan(source, jobs=jobs, **LS_OPTIONS[option])
+    finally:
+        torch.set_num_threads(before)
 
 
 def warm_up(ww: Any) -> None:
@@ -556,6 +567,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="transformer blocks of the synthetic Llama (default: 2, or 1 with --quick)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="layerscope workers in the timed scans (2 on 2 cores = the CLI's default)",
+    )
     parser.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS runs")
     parser.add_argument(
         "--no-ww-rss", action="store_true", help="skip WeightWatcher's subprocess RSS run"
@@ -576,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     ww = import_weightwatcher()
     if args.threads:
         limit_threads(args.threads)
+    JOBS[0] = args.jobs
     info = machine_info()
+    info["layerscope_jobs"] = args.jobs
     info["weightwatcher"] = ww.__version__
     console.print(f"machine: {info}")
     warm_up(ww)
