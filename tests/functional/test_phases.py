@@ -18,6 +18,7 @@ from layerscope.functional.phases import (
     model_label,
     model_log_norm,
     model_phases,
+    rolling_median,
 )
 
 RULES = PhaseRules(window=3, growth_window=4, persist=3, trap_scale=1.0, trap_growth=1.5)
@@ -191,3 +192,17 @@ def test_trajectory_shapes_are_validated() -> None:
         LayerTrajectory.from_arrays([0, 1, 2], [1.0, 2.0])
     with pytest.raises(ValueError, match="strictly increasing"):
         LayerTrajectory.from_arrays([0, 2, 1], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("window", [1, 3, 5])
+def test_rolling_median_equals_a_naive_loop(window: int) -> None:
+    rng = np.random.default_rng(window)
+    values = rng.normal(size=40)
+    values[[0, 7, 8, 9, 20]] = np.nan
+    values[15] = np.inf
+    expected = []
+    for t in range(values.size):
+        chunk = values[max(0, t - window + 1) : t + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        expected.append(np.median(chunk) if chunk.size else np.nan)
+    np.testing.assert_array_equal(rolling_median(values, window), expected)

@@ -25,10 +25,12 @@ so a raw label that alternates never changes the reported one (no flapping).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -164,20 +166,17 @@ class PhaseTrack:
         return out
 
 
-def _median(values: FloatArray, end: int, window: int) -> float:
-    """Median of the finite values among ``values[end - window + 1 : end + 1]`` (NaN if none)."""
-    chunk = values[max(0, end - window + 1) : end + 1]
-    chunk = chunk[np.isfinite(chunk)]
-    return float(np.median(chunk)) if chunk.size else float("nan")
-
-
 def rolling_median(values: FloatArray, window: int) -> FloatArray:
     """Median of the finite values among the last ``window`` observations, per observation
-    (NaN where there are none)."""
-    out = np.full(values.shape[0], np.nan)
-    for t in range(values.shape[0]):
-        out[t] = _median(values, t, window)
-    return out
+    (NaN where there are none). Vectorised: one ``nanmedian`` over sliding windows."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] == 0:
+        return np.empty(0)
+    padded = np.concatenate([np.full(window - 1, np.nan), v])
+    padded[~np.isfinite(padded)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+        return np.asarray(np.nanmedian(sliding_window_view(padded, window), axis=1))
 
 
 def collapse_signature(
@@ -247,9 +246,10 @@ def raw_layer_phases(
     reasons: list[str] = []
     w = rules.window
     signature = collapse_signature(traj.trap_scale, norm, rules)
+    medians = rolling_median(traj.alpha, w)
     for t in range(n):
-        alpha = _median(traj.alpha, t, w)
-        before = _median(traj.alpha, t - w, w) if t >= w else float("nan")
+        alpha = float(medians[t])
+        before = float(medians[t - w]) if t >= w else float("nan")
         collapse = signature[t]
         if collapse is not None:
             label, why = OVERFIT, collapse
