@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from layerscope.probes._dln import dln_learning_coefficient
 from layerscope.probes._llc_data import DataInfo, batches, describe
 from layerscope.probes._llc_diagnostics import LLCDiagnostics, Thresholds, diagnose, warnings_for
 from layerscope.probes._llc_result import LLCResult
@@ -35,6 +36,7 @@ __all__ = [
     "LLCResult",
     "calibrate",
     "default_nbeta",
+    "dln_learning_coefficient",
     "estimate",
     "rrr_learning_coefficient",
 ]
@@ -122,7 +124,8 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
               from the average; devinterp warns when draws exceed burn-in).
             * ``nbeta=None`` → B/ln B for batch size B (devinterp 1.3.2's default). With
               the paired baseline it lands within ~15 % of the closed form on
-              reduced-rank regression (rank ≥ 1; rank 0 runs 10–25 % low), and within
+              reduced-rank regression (rank ≥ 1; rank 0 runs 10–25 % low, mostly from
+              γ = 1 confining its flat directions: docs/llc.md "Rank 0"), and within
               3x of the default step it moved the estimate −12…+13 %, where n/ln n
               (β = 1/ln n, the paper's WBIC temperature) moved it −17…+55 %: larger nβ
               amplifies minibatch gradient noise (docs/llc.md). The value used is in
