@@ -25,7 +25,6 @@ so a raw label that alternates never changes the reported one (no flapping).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -168,15 +167,21 @@ class PhaseTrack:
 
 def rolling_median(values: FloatArray, window: int) -> FloatArray:
     """Median of the finite values among the last ``window`` observations, per observation
-    (NaN where there are none). Vectorised: one ``nanmedian`` over sliding windows."""
+    (NaN where there are none).
+
+    Vectorised over observations: each window is sorted (NaN sorts last), and the median
+    is the mean of the middle pair among its k finite values.
+    """
     v = np.asarray(values, dtype=np.float64)
     if v.shape[0] == 0:
         return np.empty(0)
     padded = np.concatenate([np.full(window - 1, np.nan), v])
     padded[~np.isfinite(padded)] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
-        return np.asarray(np.nanmedian(sliding_window_view(padded, window), axis=1))
+    ordered = np.sort(sliding_window_view(padded, window), axis=1)
+    k = np.count_nonzero(np.isfinite(ordered), axis=1)
+    lo = np.take_along_axis(ordered, np.maximum(k - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (k // 2)[:, None], axis=1)[:, 0]
+    return np.asarray(np.where(k > 0, (lo + hi) / 2.0, np.nan), dtype=np.float64)
 
 
 def collapse_signature(
