@@ -24,6 +24,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -263,3 +265,20 @@ def import_weightwatcher() -> Any:
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     return weightwatcher
+
+
+def json_subprocess(code: str, args: list[str], threads: int = 0) -> dict[str, Any]:
+    """Run ``python -c code *args`` in a fresh interpreter (``threads`` > 0: OpenMP, MKL and
+    OpenBLAS limited to it) and return the last JSON line it printed, or ``{"error": ...}``
+    with the last line of its stderr."""
+    env = dict(os.environ)
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(threads)
+    cmd = [sys.executable, "-c", code, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result

@@ -45,7 +45,6 @@ import os
 import platform
 import pstats
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -152,17 +151,8 @@ print(json.dumps({"import_kib": before, "peak_kib": hwm()}))
 
 def rss(base: Path | None, adapter: Path) -> dict[str, Any]:
     """Peak RSS (VmHWM, KiB) of one compare in a fresh interpreter, and after import only."""
-    cmd = [sys.executable, "-c", _RSS_CODE, str(base) if base else "-", str(adapter)]
-    env = dict(os.environ)
-    if THREADS[0]:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(THREADS[0])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    out: dict[str, Any] = json.loads(lines[-1])
-    return out
+    args = [str(base) if base else "-", str(adapter)]
+    return _models.json_subprocess(_RSS_CODE, args, THREADS[0])
 
 
 def profile(fn: Callable[[], Any], label: str, top: int = 12) -> str:

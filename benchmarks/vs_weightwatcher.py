@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -315,17 +314,7 @@ print(json.dumps({"baseline_kib": base, "peak_kib": peak, "ru_maxrss_kib": maxrs
 
 def rss_subprocess(tool: str, source: Path, option: str) -> dict[str, Any]:
     """Peak RSS (KiB) of one scan in a fresh interpreter, and its import-only baseline."""
-    cmd = [sys.executable, "-c", _RSS_CODE, tool, str(source), option]
-    env = dict(os.environ)
-    if THREADS[0]:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(THREADS[0])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return _models.json_subprocess(_RSS_CODE, [tool, str(source), option], THREADS[0])
 
 
 def measure_rss(model: Model, with_ww: bool) -> dict[str, Any]:

@@ -24,6 +24,11 @@ from layerscope.cli.commands import (
 from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
 
 
+def _add_gate_options(p: argparse.ArgumentParser, fail_on_help: str) -> None:
+    p.add_argument("--fail-on", action="append", default=[], metavar="RULE", help=fail_on_help)
+    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help="stdout format (default: table)")
     p.add_argument(
@@ -34,14 +39,9 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write results to FILE (.json/.csv/.parquet); repeatable",
     )
-    p.add_argument(
-        "--fail-on",
-        action="append",
-        default=[],
-        metavar="RULE",
-        help="gate: exit 1 when RULE holds, e.g. 'under-trained>20%%', 'mean(alpha)>5'; repeatable",
+    _add_gate_options(
+        p, "gate: exit 1 when RULE holds, e.g. 'under-trained>20%%', 'mean(alpha)>5'; repeatable"
     )
-    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or tables")
 
 
@@ -184,14 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", "-o", metavar="FILE", help="the page (default: INPUT or RUN with .html)"
     )
     p.add_argument("--run", help="run to show when INPUT is a run store with several runs")
-    p.add_argument(
-        "--fail-on",
-        action="append",
-        default=[],
-        metavar="RULE",
-        help="gate rules to show (and exit 1 on), as for scan/compare; repeatable",
-    )
-    p.add_argument("--policy", metavar="TOML", help="gate rules from a file: fail_on = [...]")
+    _add_gate_options(p, "gate rules to show (and exit 1 on), as for scan/compare; repeatable")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
     p.add_argument("--quiet", "-q", action="store_true", help="no messages")
     p.set_defaults(func=cmd_report)
