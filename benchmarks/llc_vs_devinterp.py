@@ -1,15 +1,18 @@
 """layerscope's LLC estimator vs devinterp 1.3.2 and a hand-written SGLD loop, in one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/llc_vs_devinterp.py [--quick] [--out results.json]
+    OMP_NUM_THREADS=2 python benchmarks/llc_vs_devinterp.py [--quick] [--out results.json]
     OMP_NUM_THREADS=1 python benchmarks/llc_vs_devinterp.py --tables   # docs/llc.md tables
 
 Speed: a ≈100k-parameter MLP (64 → 256 → 256 → 64, ReLU) on synthetic regression data
 (4096 samples from a random teacher plus unit noise), 4 chains × 200 draws, no burn-in,
-batch 32 and 256, one torch thread, the same step size, localization and nβ = B/ln B
-everywhere. Timed: devinterp's ``sample`` with its ``LLCEstimator`` (chains one after
-another, ``cores=1``), a raw SGLD loop written by hand (autograd + in-place update, one
+batch 32 and 256, the same step size, localization and nβ = B/ln B everywhere, and the
+same torch thread budget for every contender (``--threads``, default 1 and 2:
+``torch.set_num_threads``). Timed: devinterp's ``sample`` with its ``LLCEstimator``
+(chains one after another, ``cores=1``; with ``--devinterp-cores`` also ``cores=T``, its
+multiprocessing pool), a raw SGLD loop written by hand (autograd + in-place update, one
 chain after another, no diagnostics, no baseline), and ``layerscope.probes.llc.estimate``
-vectorised (vmap) and looped. Each timing is the best of ``--repeat`` runs.
+vectorised (vmap) and looped, its default ``threads`` (the torch thread budget: blocks of
+chains in parallel threads). Each timing is the best of ``--repeat`` interleaved rounds.
 
 Accuracy: reduced-rank regression at a trained w* (n = 4000, Gaussian NLL) against the
 closed form of Aoyagi & Watanabe (2005): devinterp with its default baseline (mean loss
@@ -95,6 +98,7 @@ def devinterp_run(
     draws: int,
     burnin: int,
     seed: int = 0,
+    cores: int = 1,
 ) -> float:
     from devinterp.slt.llc import LLCEstimator
     from devinterp.slt.sampler import sample
@@ -115,6 +119,7 @@ def devinterp_run(
             num_burnin_steps=burnin,
             seed=seed,
             verbose=False,
+            cores=cores,
         )
     return float(estimator.get_results()["llc/mean"])
 
@@ -131,7 +136,9 @@ def interleaved_best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str
     return best
 
 
-def speed(batch: int, repeat: int) -> dict[str, float]:
+def speed(batch: int, repeat: int, threads: int, devinterp_cores: bool) -> dict[str, float]:
+    """Best-of-``repeat`` wall times with a torch thread budget of ``threads``."""
+    torch.set_num_threads(threads)
     model, x, y = mlp_problem()
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     nbeta = batch / math.log(batch)
@@ -144,21 +151,40 @@ def speed(batch: int, repeat: int) -> dict[str, float]:
         "localization": 1.0,
         "nbeta": nbeta,
     }
-    out = interleaved_best(
-        {
-            "devinterp": lambda: devinterp_run(model, loader, step, nbeta, DRAWS, 0),
-            "raw_loop": lambda: raw_sgld(model, loader, step, nbeta),
-            "layerscope_vmap": lambda: llc.estimate(
-                model, loader, gaussian_nll, vectorize=True, **kw
-            ),
-            "layerscope_loop": lambda: llc.estimate(
-                model, loader, gaussian_nll, vectorize=False, **kw
-            ),
-        },
-        repeat,
-    )
+    fns: dict[str, Callable[[], Any]] = {
+        "devinterp": lambda: devinterp_run(model, loader, step, nbeta, DRAWS, 0),
+        "raw_loop": lambda: raw_sgld(model, loader, step, nbeta),
+        "layerscope_vmap": lambda: llc.estimate(model, loader, gaussian_nll, vectorize=True, **kw),
+        "layerscope_loop": lambda: llc.estimate(model, loader, gaussian_nll, vectorize=False, **kw),
+    }
+    if devinterp_cores and threads > 1:
+        fns["devinterp_cores"] = lambda: devinterp_run(
+            model, loader, step, nbeta, DRAWS, 0, cores=threads
+        )
+    out = interleaved_best(fns, repeat)
     out["params"] = float(sum(p.numel() for p in model.parameters()))
+    out["threads"] = float(threads)
     return out
+
+
+def report(batch: int, t: dict[str, float]) -> None:
+    """Print one (batch, thread budget) row of timings and the two target ratios."""
+    steps = CHAINS * DRAWS
+    print(
+        f"batch {batch}, {t['threads']:.0f} torch thread(s) ({t['params']:.0f} params,"
+        f" {CHAINS} chains x {DRAWS} draws):"
+    )
+    for key in ("devinterp", "devinterp_cores", "raw_loop", "layerscope_vmap", "layerscope_loop"):
+        if key in t:
+            print(f"  {key:16s} {t[key]:7.3f} s  {1e3 * t[key] / steps:6.3f} ms/chain-step")
+    best = min(t["layerscope_vmap"], t["layerscope_loop"])
+    print(
+        f"  devinterp / layerscope (vmap, loop) = {t['devinterp'] / t['layerscope_vmap']:.2f}x,"
+        f" {t['devinterp'] / t['layerscope_loop']:.2f}x (target >= {TARGET_VS_DEVINTERP}x)"
+    )
+    print(
+        f"  best layerscope / raw_loop = {best / t['raw_loop']:.2f}x (target <= {TARGET_VS_RAW}x)"
+    )
 
 
 def accuracy(cases: tuple[tuple[int, int, int, int], ...]) -> list[dict[str, Any]]:
@@ -229,6 +255,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32 only, 2 RRR cases")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--devinterp-cores", action="store_true", help="also time devinterp's cores=T pool"
+    )
+    parser.add_argument("--no-accuracy", action="store_true", help="timings only")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--tables", action="store_true", help="only docs/llc.md's accuracy and sweep tables"
@@ -239,27 +270,21 @@ def main() -> None:
         print("\n".join(default_accuracy()))
         print("\n".join(step_sweep()))
         return
-    torch.set_num_threads(1)
     results: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "speed": {},
     }
-    for batch in (32,) if args.quick else (32, 256):
-        t = speed(batch, args.repeat)
-        results["speed"][batch] = t
-        steps = CHAINS * DRAWS
-        print(f"batch {batch} ({t['params']:.0f} params, {CHAINS} chains x {DRAWS} draws):")
-        for key in ("devinterp", "raw_loop", "layerscope_vmap", "layerscope_loop"):
-            print(f"  {key:16s} {t[key]:7.3f} s  {1e3 * t[key] / steps:6.3f} ms/chain-step")
-        print(
-            f"  devinterp / layerscope_vmap = {t['devinterp'] / t['layerscope_vmap']:.2f}x"
-            f" (target >= {TARGET_VS_DEVINTERP}x)"
-        )
-        print(
-            f"  layerscope_vmap / raw_loop  = {t['layerscope_vmap'] / t['raw_loop']:.2f}x"
-            f" (target <= {TARGET_VS_RAW}x)"
-        )
+    for threads in args.threads:
+        for batch in (32,) if args.quick else (32, 256):
+            t = speed(batch, args.repeat, threads, args.devinterp_cores)
+            results["speed"][f"batch{batch}_threads{threads}"] = t
+            report(batch, t)
+    torch.set_num_threads(1)
+    if args.no_accuracy:
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2))
+        return
     rows = accuracy(RRR_CASES[:2] if args.quick else RRR_CASES)
     results["accuracy"] = rows
     print("RRR (M x H x N x r): closed form, devinterp default baseline, layerscope default")

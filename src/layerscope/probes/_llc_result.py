@@ -30,6 +30,7 @@ class LLCResult:
         warnings: plain-language reasons not to trust the number (empty: none found).
         vectorized: whether the chains ran together under vmap.
         fallback_reason: why they did not (vmap's error), else empty.
+        threads: how many blocks of chains ran in parallel CPU threads.
         loss_traces: ``(C, num_draws)`` minibatch losses after burn-in (``keep_traces``).
         baseline_trace: ``(num_draws,)`` baselines of those steps (``keep_traces``).
     """
@@ -51,6 +52,7 @@ class LLCResult:
     warnings: tuple[str, ...]
     vectorized: bool
     fallback_reason: str = ""
+    threads: int = 1
     loss_traces: np.ndarray | None = None
     baseline_trace: np.ndarray | None = None
 

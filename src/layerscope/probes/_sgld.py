@@ -1,39 +1,41 @@
-"""The SGLD sampler behind :mod:`layerscope.probes.llc`: all chains at once on one device.
+"""The SGLD sampler behind :mod:`layerscope.probes.llc`: blocks of chains, in parallel threads.
 
-The sampled weights of all chains are one ``(num_chains, D)`` tensor, and one step is
+The sampled weights of the chains are one ``(num_chains, D)`` tensor, and one step is
 
     Δw = −(ε/2)·(nβ·∇L_b(w) + γ·(w − w*)) + √ε·ξ,   ξ ~ N(0, I)
 
 (Welling & Teh 2011 with the localization term of Lau et al. 2023, arXiv 2308.12108;
-SCIENCE.md §6). Gradients of all chains come from one ``torch.func.vmap`` over
-``torch.func.functional_call``; models vmap cannot run (e.g. BatchNorm updating its
-running statistics in train mode) are evaluated chain by chain instead, by autograd on a
-copy of the model per chain whose weights are views of its row. Either way the noise is
-drawn for the whole tensor from one seeded generator and the update is the same
-arithmetic, so both paths give the same chains up to round-off.
+SCIENCE.md §6). The chains are split into blocks of consecutive rows; on a CPU with a
+thread budget T (``threads``, default ``torch.get_num_threads()``) min(T, C) blocks run
+in parallel worker threads, each with T // blocks intra-op threads (torch releases the
+GIL inside its kernels). Every chain draws its noise from its own generator, seeded from
+``(seed, chain)``, and the arithmetic of a chain never depends on the other chains, so a
+seed gives the same chains whatever the thread budget (bitwise, while T ≤ C). Gradients
+come from :class:`~layerscope.probes._sgld_grads.BlockGrads` (vmap, or a loop).
 
 Each step records, per chain, the minibatch loss L_b(w_t) *before* the update (as
 devinterp does), the baseline L_b(w*) of the unperturbed weights on the same minibatch
-(shared by all chains: one extra forward pass per step), ‖w_t − w*‖² and a minibatch
-MALA log-acceptance of the previous move (see :func:`_log_accept`).
+(shared by all chains: one extra forward pass per step), ‖w_t − w*‖² and the part of the
+minibatch MALA log-acceptance of the previous move that needs the weights (see
+:func:`log_accept`); the energies are combined with it once, at the end.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
 
-LossFn = Callable[[nn.Module, Any], torch.Tensor]
-Tensors = dict[str, torch.Tensor]
+from layerscope.probes._sgld_grads import BlockGrads, Layout, LossFn, copy_module
+
+__all__ = ["LossFn", "SamplerSettings", "Traces", "copy_module", "run_chains"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class SamplerSettings:
     nbeta: float
     seed: int
     vectorize: bool | None
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Traces:
         num_sampled: number of sampled scalars d (parameters with ``requires_grad``).
         vectorized: whether the chains ran under vmap.
         fallback_reason: why vmap was not used (empty when it was, or when not asked).
+        threads: the number of blocks of chains run in parallel threads.
     """
 
     losses: np.ndarray
@@ -70,18 +74,7 @@ class Traces:
     vectorized: bool
     fallback_reason: str
     num_sampled: int
-
-
-class _LossModule(nn.Module):
-    """``model`` and ``loss_fn`` as one module, so functional_call can swap its weights."""
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
-        super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
-
-    def forward(self, batch: Any) -> torch.Tensor:
-        return self.loss_fn(self.model, batch)
+    threads: int = 1
 
 
 def cycle_batches(data: Iterable[Any]) -> Iterator[Any]:
@@ -106,207 +99,139 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-class _Chains:
-    """The loss and its gradient for every chain: vmapped, or one chain at a time.
-
-    The sampled weights of all chains live in one ``(C, D)`` tensor (D = number of
-    sampled scalars); each parameter is a view of its columns, so the update is a
-    handful of whole-tensor operations whatever the number of layers.
-    """
-
-    def __init__(
-        self, model: nn.Module, loss_fn: LossFn, num_chains: int, device: torch.device
-    ) -> None:
-        self.module = _LossModule(model, loss_fn)
-        named = list(model.named_parameters())
-        sampled = [(n, p) for n, p in named if p.requires_grad]
-        if not sampled:
-            raise ValueError("model: has no parameters with requires_grad=True to sample")
-        if len({p.dtype for _, p in sampled}) > 1:
-            raise ValueError("model: the sampled parameters must share one dtype")
-        self.names = [n for n, _ in sampled]
-        self.shapes = [tuple(p.shape) for _, p in sampled]
-        self.w0 = torch.cat([_copy(p, device).reshape(-1) for _, p in sampled])
-        fixed = {n: _copy(p, device) for n, p in named if not p.requires_grad}
-        fixed.update({n: _copy(b, device) for n, b in model.named_buffers()})
-        self.fixed = fixed
-        self._copies: list[nn.Module] = []
-        self._params: list[list[nn.Parameter]] = []
-        self._bound: torch.Tensor | None = None
-        self._grads = torch.empty(0)
-        self._vmapped = vmap(
-            grad_and_value(self._loss), in_dims=(0, None, None), randomness="different"
-        )
-
-    def views(self, flat: torch.Tensor) -> Tensors:
-        """Parameter views ``(*lead, *shape)`` of ``flat`` ``(*lead, D)``."""
-        out, start = {}, 0
-        lead = flat.shape[:-1]
-        for name, shape in zip(self.names, self.shapes, strict=True):
-            size = math.prod(shape)
-            out[name] = flat[..., start : start + size].view(*lead, *shape)
-            start += size
-        return out
-
-    def _flat(self, grads: Tensors, num_chains: int) -> torch.Tensor:
-        return torch.cat([grads[n].reshape(num_chains, -1) for n in self.names], dim=1)
-
-    def _loss(self, params: Tensors, fixed: Tensors, batch: Any) -> torch.Tensor:
-        state = {f"model.{n}": t for n, t in itertools.chain(params.items(), fixed.items())}
-        loss = functional_call(self.module, state, (batch,))
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError("loss_fn: must return a scalar tensor (the mean loss of the batch)")
-        return loss.reshape(())
-
-    def baseline(self, batch: Any) -> torch.Tensor:
-        """L_b(w*) on ``batch`` (buffers of the unperturbed model are left untouched)."""
-        with torch.no_grad():
-            fixed = {n: t.clone() for n, t in self.fixed.items()}
-            return self._loss(self.views(self.w0), fixed, batch)
-
-    def vmapped(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradients ``(C, D)`` and losses ``(C,)`` of all chains in one vmap."""
-        grads, losses = self._vmapped(self.views(flat), self.fixed, batch)
-        return self._flat(grads, len(flat)), losses
-
-    def _bind(self, flat: torch.Tensor) -> None:
-        """One copy of the model per chain whose sampled parameters are views of the
-        chain's row of ``flat`` (so in-place updates of ``flat`` move them)."""
-        if self._bound is flat:
-            return
-        self._copies, self._params = [], []
-        for row in flat:
-            model = copy_module(self.module.model).to(row.device)
-            named = dict(model.named_parameters())
-            for name, view in self.views(row).items():
-                named[name].data = view
-            self._copies.append(model)
-            self._params.append([named[name] for name in self.names])
-        self._grads = torch.empty_like(flat)
-        self._bound = flat
-
-    def looped(self, flat: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Same as :meth:`vmapped`, one chain after another by plain autograd on a copy
-        of the model per chain (each with its own buffers). As fast as vmap on one CPU
-        thread for a 100k-parameter MLP (docs/benchmarks.md); the functorch equivalent
-        (``grad`` of ``functional_call`` per chain) took twice as long."""
-        self._bind(flat)
-        losses = []
-        for row, model, params in zip(self._grads, self._copies, self._params, strict=True):
-            loss = self.module.loss_fn(model, batch)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError(
-                    "loss_fn: must return a scalar tensor (the mean loss of the batch)"
-                )
-            parts = torch.autograd.grad(loss.reshape(()), params, allow_unused=True)
-            flat_parts = [
-                (torch.zeros_like(p) if g is None else g).reshape(-1)
-                for p, g in zip(params, parts, strict=True)
-            ]
-            torch.cat(flat_parts, out=row)
-            losses.append(loss.detach().reshape(()))
-        return self._grads, torch.stack(losses)
-
-
-def copy_module(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` (weights, buffers and all)."""
-    return copy.deepcopy(model)
-
-
-def _copy(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return t.detach().to(device, copy=True)
+def chain_generator(seed: int, chain: int, device: torch.device) -> torch.Generator:
+    """The noise generator of chain ``chain``: seeded by NumPy's SeedSequence from
+    ``(seed, chain)``, independent of the number of chains and of the thread budget."""
+    state = np.random.SeedSequence(seed, spawn_key=(chain,)).generate_state(1, np.uint64)
+    return torch.Generator(device=device).manual_seed(int(state[0]))
 
 
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
-    """‖x_c‖² of each row of ``x`` (C, D)."""
+    """‖x_c‖² of each row of ``x`` (k, D)."""
     norms: torch.Tensor = torch.linalg.vector_norm(x, dim=-1)
     return norms.square()
 
 
-@dataclass(frozen=True)
-class _Move:
-    """What the MALA acceptance of a move needs from the step that made it."""
+def log_accept(energy: np.ndarray, correction: np.ndarray) -> np.ndarray:
+    """Minibatch MALA log-acceptance of every move w → w' (Roberts & Tweedie 1996).
 
-    move: torch.Tensor
-    energy: torch.Tensor
-    half_sq_noise: torch.Tensor
-
-
-def _log_accept(prev: _Move, back: torch.Tensor, energy: torch.Tensor, eps: float) -> torch.Tensor:
-    """Minibatch MALA log-acceptance of the previous move w → w' (Roberts & Tweedie 1996).
-
-    log α = U(w) − U(w') + ‖ξ‖²/2 − ‖−Δw + (ε/2)∇U(w')‖²/(2ε), where Δw = w' − w,
-    ξ the injected noise and U = nβ·(L_b − L_b(w*)) + (γ/2)‖w − w*‖²: each U on its own
-    step's minibatch, its baseline subtracted to cancel most of the batch-to-batch
-    difference. An approximation: exact MALA needs U on the full data set.
-    ``back`` = ∇U(w') − (2/ε)·Δw, so that −Δw + (ε/2)∇U(w') = (ε/2)·back.
+    log α = U(w) − U(w') + ‖ξ‖²/2 − ‖−Δw + (ε/2)∇U(w')‖²/(2ε), with Δw = w' − w, ξ the
+    injected noise and U = nβ·(L_b − L_b(w*)) + (γ/2)‖w − w*‖² (``energy``, ``(C, T)``),
+    each U on its own step's minibatch, its baseline subtracted to cancel most of the
+    batch-to-batch difference. An approximation: exact MALA needs U on the full data.
+    As −Δw + (ε/2)∇U(w') = (ε/2)·S − √ε·ξ with S = ∇U(w) + ∇U(w'), the ‖ξ‖²/2 terms
+    cancel: log α = U(w) − U(w') + ``correction``, correction = (√ε/2)⟨S, ξ⟩ − (ε/8)‖S‖²
+    (``(C, T − 1)``, recorded by the sampler).
     """
-    return prev.energy - energy + prev.half_sq_noise - eps / 8 * _sq_norms(back)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out: np.ndarray = energy[:, :-1] - energy[:, 1:] + correction
+    return out
 
 
-class _Sampler:
-    """One SGLD run: the stacked chain state, the step and the per-step records."""
+class _Block:
+    """Consecutive chains ``w`` (rows of the run's state) and their per-step records."""
 
-    def __init__(self, chains: _Chains, s: SamplerSettings, device: torch.device) -> None:
-        self.chains, self.s, self.device = chains, s, device
-        self.gen = torch.Generator(device=device).manual_seed(s.seed)
-        self.w = chains.w0.unsqueeze(0).repeat(s.num_chains, 1)
-        self.buffers = {k: torch.empty_like(self.w) for k in ("drift", "tmp", "move_a", "move_b")}
+    def __init__(
+        self, grads: BlockGrads, w: torch.Tensor, gens: list[torch.Generator], s: SamplerSettings
+    ) -> None:
+        self.grads, self.w, self.gens, self.s = grads, w, gens, s
+        self.buf = {k: torch.empty_like(w) for k in ("diff", "noise")}
+        self.grad_bufs = (torch.empty_like(w), torch.empty_like(w))
         self.use_vmap = s.vectorize is not False
         self.reason = ""
-        self.prev: _Move | None = None
+        self.with_baseline = False
         self.records: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("loss", "base", "dist", "acc")
+            k: [] for k in ("loss", "base", "dist", "corr")
         }
 
-    def _grads(self, batch: Any, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-chain gradients and losses; on the first step, fall back to the loop if
-        vmap fails (only when ``vectorize`` is None)."""
+    def _grads(self, batch: Any, first: bool, out: torch.Tensor) -> torch.Tensor:
+        """Per-chain gradients into ``out`` and losses; on the first step, fall back to
+        the loop if vmap fails (only when ``vectorize`` is None)."""
         if self.use_vmap and self.s.vectorize is None and first:
             try:
-                return self.chains.vmapped(self.w, batch)
+                return self.grads.vmapped(self.w, batch, out)
             except RuntimeError as err:
                 self.use_vmap, self.reason = False, str(err).strip().splitlines()[0][:200]
         if self.use_vmap:
-            return self.chains.vmapped(self.w, batch)
-        return self.chains.looped(self.w, batch)
+            return self.grads.vmapped(self.w, batch, out)
+        return self.grads.looped(self.w, batch, out)
 
-    def step(self, batch: Any, first: bool) -> None:
+    def step(self, batch: Any, step: int) -> None:
         """Record the losses at the current weights, then move every chain once:
-        w ← w − (ε/2)·(nβ·∇L_b(w) + γ·(w − w*)) + √ε·ξ.
+        w ← w + √ε·ξ − (ε·nβ/2)·h,  h = ∇L_b(w) + (γ/nβ)·(w − w*)  (the drift over nβ).
 
-        Whole-``(C, D)`` operations into preallocated buffers: on a CPU a fresh 1 MB+
-        tensor costs more (page faults) than the arithmetic on it.
+        In-place whole-block operations on preallocated buffers (on a CPU a fresh 1 MB+
+        tensor costs more, in page faults, than the arithmetic on it); the gradients of
+        step t land in one of two buffers, where h_t is formed, and h_{t−1} + h_t (for
+        the acceptance) in the other, which then takes step t+1's gradients.
         """
-        s, buf = self.s, self.buffers
-        base = self.chains.baseline(batch)
-        grads, losses = self._grads(batch, first)
-        losses = losses.detach()
-        diff = torch.sub(self.w, self.chains.w0, out=buf["drift"])
-        sq_dist = _sq_norms(diff)
-        drift = diff.mul_(s.localization).add_(grads, alpha=s.nbeta)
-        energy = s.nbeta * (losses - base) + 0.5 * s.localization * sq_dist
-        if self.prev is not None:
-            back = torch.sub(drift, self.prev.move, alpha=2.0 / s.step_size, out=buf["tmp"])
-            self.records["acc"].append(_log_accept(self.prev, back, energy, s.step_size))
-        move = (
-            buf["move_b"]
-            if self.prev is not None and self.prev.move is buf["move_a"]
-            else buf["move_a"]
-        )
-        move.normal_(generator=self.gen)
-        half_sq_noise = 0.5 * _sq_norms(move)
-        move.mul_(math.sqrt(s.step_size)).add_(drift, alpha=-0.5 * s.step_size)
-        self.w.add_(move)
-        self.prev = _Move(move, energy, half_sq_noise)
-        for key, value in (("loss", losses), ("base", base), ("dist", sq_dist)):
-            self.records[key].append(value)
+        s, buf = self.s, self.buf
+        h, prev = self.grad_bufs[step % 2], self.grad_bufs[(step + 1) % 2]
+        if self.with_baseline:
+            self.records["base"].append(self.grads.baseline(batch).detach())
+        losses = self._grads(batch, step == 0, h)
+        diff = torch.sub(self.w, self.grads.layout.w0, out=buf["diff"])
+        self.records["dist"].append(_sq_norms(diff))
+        h.add_(diff, alpha=s.localization / s.nbeta)
+        if step > 0:  # S/nβ = h_{t−1} + h_t; ξ still holds the last noise
+            total = prev.add_(h)
+            corr = (-s.step_size * s.nbeta**2 / 8) * _sq_norms(total)
+            dot = total.mul_(buf["noise"]).sum(dim=-1)
+            self.records["corr"].append(corr.add_(dot, alpha=math.sqrt(s.step_size) * s.nbeta / 2))
+        for row, gen in zip(buf["noise"], self.gens, strict=True):
+            row.normal_(generator=gen)
+        self.w.add_(buf["noise"], alpha=math.sqrt(s.step_size))
+        self.w.add_(h, alpha=-0.5 * s.step_size * s.nbeta)
+        self.records["loss"].append(losses.detach())
 
     def stacked(self, key: str, dim: int) -> np.ndarray:
         """The records of ``key`` as one float64 array, steps along ``dim``."""
         if not self.records[key]:
-            return np.zeros((self.s.num_chains, 0))
+            return np.zeros((len(self.w), 0))
         return torch.stack(self.records[key], dim).double().cpu().numpy()
+
+
+def _blocks(
+    model: nn.Module, loss_fn: LossFn, s: SamplerSettings, device: torch.device
+) -> list[_Block]:
+    """min(threads, C) blocks of consecutive chains; each block but the first evaluates
+    its own copy of the model, so that blocks can run at the same time."""
+    layout = Layout.of(model, device)
+    w = layout.w0.unsqueeze(0).repeat(s.num_chains, 1)
+    gens = [chain_generator(s.seed, c, device) for c in range(s.num_chains)]
+    bounds = np.linspace(0, s.num_chains, min(s.threads, s.num_chains) + 1).round().astype(int)
+    out = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds.tolist())):
+        own = model if i == 0 else copy_module(model)
+        out.append(_Block(BlockGrads(own, loss_fn, layout), w[lo:hi], gens[lo:hi], s))
+    out[0].with_baseline = True
+    return out
+
+
+def _run_parallel(
+    blocks: list[_Block], batches: Iterator[Any], num_steps: int, threads: int
+) -> int:
+    """Step every block on every batch, blocks in parallel threads; returns steps taken.
+
+    Workers run with threads // blocks intra-op threads each; the caller's global thread
+    setting is restored afterwards. The next batch is fetched while the blocks work.
+    """
+    inner, before = max(1, threads // len(blocks)), torch.get_num_threads()
+    taken = 0
+    try:
+        with ThreadPoolExecutor(
+            len(blocks), initializer=torch.set_num_threads, initargs=(inner,)
+        ) as pool:
+            batch = next(batches, None)
+            while batch is not None:
+                futures: list[Future[None]] = [pool.submit(b.step, batch, taken) for b in blocks]
+                taken += 1
+                batch = next(batches, None) if taken < num_steps else None
+                for fut in futures:
+                    fut.result()
+    finally:
+        torch.set_num_threads(before)
+    return taken
 
 
 def run_chains(
@@ -317,19 +242,34 @@ def run_chains(
     device: torch.device,
 ) -> Traces:
     """Run ``settings.num_chains`` SGLD chains from the model's weights (see module doc)."""
-    chains = _Chains(model, loss_fn, settings.num_chains, device)
-    sampler = _Sampler(chains, settings, device)
-    taken = 0
-    for taken, batch in enumerate(itertools.islice(batches, settings.num_steps), start=1):
-        sampler.step(batch, first=taken == 1)
+    blocks = _blocks(model, loss_fn, settings, device)
+    stream = itertools.islice(batches, settings.num_steps)
+    if len(blocks) > 1:
+        taken = _run_parallel(blocks, stream, settings.num_steps, settings.threads)
+    else:
+        taken = 0
+        for taken, batch in enumerate(stream, start=1):
+            blocks[0].step(batch, taken - 1)
     if taken < settings.num_steps:
         raise ValueError(f"data: ran out of batches after {taken} steps")
+    return _traces(blocks, settings)
+
+
+def _traces(blocks: list[_Block], s: SamplerSettings) -> Traces:
+    def joined(key: str) -> np.ndarray:
+        return np.concatenate([b.stacked(key, 1) for b in blocks], axis=0)
+
+    losses, sq_dist = joined("loss"), joined("dist")
+    baselines = blocks[0].stacked("base", 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        energy = s.nbeta * (losses - baselines[None, :]) + 0.5 * s.localization * sq_dist
     return Traces(
-        losses=sampler.stacked("loss", 1),
-        baselines=sampler.stacked("base", 0),
-        sq_dist=sampler.stacked("dist", 1),
-        log_accept=sampler.stacked("acc", 1),
-        vectorized=sampler.use_vmap,
-        fallback_reason=sampler.reason,
-        num_sampled=chains.w0.numel(),
+        losses=losses,
+        baselines=baselines,
+        sq_dist=sq_dist,
+        log_accept=log_accept(energy, joined("corr")),
+        vectorized=all(b.use_vmap for b in blocks),
+        fallback_reason=blocks[0].reason,
+        num_sampled=blocks[0].grads.layout.w0.numel(),
+        threads=len(blocks),
     )

@@ -62,6 +62,7 @@ class LLCOptions:
     keep_traces: bool = False
     baseline: str | float = "paired"
     vectorize: bool | None = None
+    threads: int | None = None
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> LLCOptions:
@@ -85,6 +86,8 @@ class LLCOptions:
             raise ValueError(f"nbeta must be > 0, got {self.nbeta}")
         if not self.localization >= 0:
             raise ValueError(f"localization must be >= 0, got {self.localization}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if isinstance(self.baseline, str) and self.baseline != "paired":
             raise ValueError(f"baseline must be 'paired' or a number, got {self.baseline!r}")
 
@@ -144,6 +147,10 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
             * ``batch_size`` (tensor data; default min(n, 128)), ``device`` (default:
               the model's), ``keep_traces=False``, ``vectorize=None`` (vmap, falling
               back to a loop over chains when vmap fails on the first step).
+            * ``threads=None`` → ``torch.get_num_threads()`` on a CPU (1 with dropout
+              in training mode, or on an accelerator): min(threads, chains) blocks of
+              chains run in parallel threads; every chain has its own noise generator
+              seeded from (seed, chain), so the numbers do not depend on it.
 
     Returns:
         :class:`LLCResult`; check ``result.warnings`` before trusting ``result.mean``.
@@ -165,6 +172,7 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
         nbeta=nbeta,
         seed=opts.seed,
         vectorize=opts.vectorize,
+        threads=_threads(model, opts.threads, device),
     )
     stream = (to_device(b, device) for b in batches(data, info.batch_size, opts.seed))
     forked = [device] if device.type == "cuda" else []
@@ -179,6 +187,18 @@ def _device(model: nn.Module, device: str | torch.device | None) -> torch.device
         return torch.device(device)
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+def _threads(model: nn.Module, threads: int | None, device: torch.device) -> int:
+    """The thread budget: as given; by default torch's intra-op threads on a CPU, but 1
+    when dropout is active (its draws from torch's global generator would interleave in
+    an arbitrary order across threads) and on accelerators."""
+    if threads is not None:
+        return threads
+    stochastic = any(
+        m.training and isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()
+    )
+    return torch.get_num_threads() if device.type == "cpu" and not stochastic else 1
 
 
 def _summarize(traces: Traces, opts: LLCOptions, s: SamplerSettings, info: DataInfo) -> LLCResult:
@@ -212,6 +232,7 @@ def _summarize(traces: Traces, opts: LLCOptions, s: SamplerSettings, info: DataI
         warnings=warnings_for(diag, s.num_chains, Thresholds()),
         vectorized=traces.vectorized,
         fallback_reason=traces.fallback_reason,
+        threads=traces.threads,
         loss_traces=losses.copy() if opts.keep_traces else None,
         baseline_trace=base.copy() if opts.keep_traces else None,
     )

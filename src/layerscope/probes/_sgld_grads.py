@@ -1,0 +1,156 @@
+"""Losses and gradients of a block of SGLD chains: vmapped, or one chain at a time.
+
+Used by :mod:`layerscope.probes._sgld`. The sampled weights of a block of ``k`` chains
+are one ``(k, D)`` tensor (D = number of sampled scalars); each parameter is a view of
+its columns. Gradients of all chains of a block come from one ``torch.func.vmap`` over
+``torch.func.functional_call``; models vmap cannot run (e.g. BatchNorm updating its
+running statistics in train mode) are evaluated chain by chain instead, by autograd on a
+copy of the model per chain whose weights are views of its row. Each block owns its
+modules, so blocks can run in parallel threads.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+Tensors = dict[str, torch.Tensor]
+SCALAR_LOSS = "loss_fn: must return a scalar tensor (the mean loss of the batch)"
+
+
+class _LossModule(nn.Module):
+    """``model`` and ``loss_fn`` as one module, so functional_call can swap its weights."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.loss_fn(self.model, batch)
+
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` (weights, buffers and all)."""
+    return copy.deepcopy(model)
+
+
+def _copy(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return t.detach().to(device, copy=True)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which parameters are sampled, their shapes, w* flattened and the fixed tensors."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    w0: torch.Tensor
+    fixed: Tensors
+
+    @classmethod
+    def of(cls, model: nn.Module, device: torch.device) -> Layout:
+        """The layout of ``model``'s parameters with ``requires_grad`` (copied to ``device``).
+
+        Raises:
+            ValueError: nothing to sample, or sampled parameters of different dtypes.
+        """
+        named = list(model.named_parameters())
+        sampled = [(n, p) for n, p in named if p.requires_grad]
+        if not sampled:
+            raise ValueError("model: has no parameters with requires_grad=True to sample")
+        if len({p.dtype for _, p in sampled}) > 1:
+            raise ValueError("model: the sampled parameters must share one dtype")
+        fixed = {n: _copy(p, device) for n, p in named if not p.requires_grad}
+        fixed.update({n: _copy(b, device) for n, b in model.named_buffers()})
+        return cls(
+            names=tuple(n for n, _ in sampled),
+            shapes=tuple(tuple(p.shape) for _, p in sampled),
+            w0=torch.cat([_copy(p, device).reshape(-1) for _, p in sampled]),
+            fixed=fixed,
+        )
+
+    def views(self, flat: torch.Tensor) -> Tensors:
+        """Parameter views ``(*lead, *shape)`` of ``flat`` ``(*lead, D)``."""
+        out, start = {}, 0
+        lead = flat.shape[:-1]
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            size = math.prod(shape)
+            out[name] = flat[..., start : start + size].view(*lead, *shape)
+            start += size
+        return out
+
+
+class BlockGrads:
+    """The loss and its gradient for every chain of one block (see module doc)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, layout: Layout) -> None:
+        self.module = _LossModule(model, loss_fn)
+        self.layout = layout
+        self._copies: list[nn.Module] = []
+        self._params: list[list[nn.Parameter]] = []
+        self._bound: torch.Tensor | None = None
+        self._vmapped = vmap(
+            grad_and_value(self._loss), in_dims=(0, None, None), randomness="different"
+        )
+
+    def _loss(self, params: Tensors, fixed: Tensors, batch: Any) -> torch.Tensor:
+        state = {f"model.{n}": t for n, t in itertools.chain(params.items(), fixed.items())}
+        loss = functional_call(self.module, state, (batch,))
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(SCALAR_LOSS)
+        return loss.reshape(())
+
+    def baseline(self, batch: Any) -> torch.Tensor:
+        """L_b(w*) on ``batch`` (buffers of the unperturbed model are left untouched)."""
+        with torch.no_grad():
+            fixed = {n: t.clone() for n, t in self.layout.fixed.items()}
+            return self._loss(self.layout.views(self.layout.w0), fixed, batch)
+
+    def vmapped(self, flat: torch.Tensor, batch: Any, out: torch.Tensor) -> torch.Tensor:
+        """Gradients of all chains in one vmap, written to ``out`` ``(k, D)``; returns the
+        losses ``(k,)``."""
+        grads, losses = self._vmapped(self.layout.views(flat), self.layout.fixed, batch)
+        assert isinstance(losses, torch.Tensor)
+        torch.cat([grads[n].reshape(len(flat), -1) for n in self.layout.names], dim=1, out=out)
+        return losses
+
+    def _bind(self, flat: torch.Tensor) -> None:
+        """One copy of the model per chain whose sampled parameters are views of the
+        chain's row of ``flat`` (so in-place updates of ``flat`` move them)."""
+        if self._bound is flat:
+            return
+        self._copies, self._params = [], []
+        for row in flat:
+            model = copy_module(self.module.model).to(row.device)
+            named = dict(model.named_parameters())
+            for name, view in self.layout.views(row).items():
+                named[name].data = view
+            self._copies.append(model)
+            self._params.append([named[name] for name in self.layout.names])
+        self._bound = flat
+
+    def looped(self, flat: torch.Tensor, batch: Any, out: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`vmapped`, one chain after another by plain autograd on a copy
+        of the model per chain (each with its own buffers). As fast as vmap on one CPU
+        thread for a 100k-parameter MLP (docs/benchmarks.md); the functorch equivalent
+        (``grad`` of ``functional_call`` per chain) took twice as long."""
+        self._bind(flat)
+        losses = []
+        for row, model, params in zip(out, self._copies, self._params, strict=True):
+            loss = self.module.loss_fn(model, batch)
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise ValueError(SCALAR_LOSS)
+            parts = torch.autograd.grad(loss.reshape(()), params, materialize_grads=True)
+            torch.cat([g.reshape(-1) for g in parts], out=row)
+            losses.append(loss.detach().reshape(()))
+        return torch.stack(losses)
