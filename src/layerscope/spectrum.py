@@ -30,16 +30,15 @@ M×M, never a float64 copy of W.
 
 from __future__ import annotations
 
-import ctypes
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+
+from layerscope import _mkl
 
 Precision = Literal["float64", "float32", "auto"]
 
@@ -68,16 +67,25 @@ def resolve_device(device: str) -> torch.device:
 
 
 def gram(W: torch.Tensor, acc: torch.dtype = torch.float64) -> torch.Tensor:
-    """X = WᵀW for a batch W of shape (B, N, M) with N ≥ M, accumulated over row blocks.
+    """The upper triangle of X = WᵀW for a batch W of shape (B, N, M), N ≥ M.
 
-    Returns a (B, M, M) tensor in the accumulation dtype ``acc`` on W's device.
+    Returns a (B, M, M) tensor in the accumulation dtype ``acc`` on W's device whose
+    upper triangle (diagonal included) holds X; the strictly lower triangle is
+    unspecified (the symmetric eigensolver reads one triangle). Rows are accumulated
+    in blocks; on CPU each block is a BLAS ``syrk`` (one triangle, half the flops of a
+    general product, see :mod:`layerscope._mkl`), elsewhere a batched ``baddbmm``.
     """
     B, N, M = W.shape
-    rows = max(1, _ROW_BLOCK_ELEMENTS // max(1, B * M))
-    if rows >= N:
-        Wc = W.to(acc)
-        return Wc.mT @ Wc
     X = torch.zeros((B, M, M), dtype=acc, device=W.device)
+    if W.device.type == "cpu":
+        rows = max(1, _ROW_BLOCK_ELEMENTS // max(1, M))
+        for b in range(B):
+            for start in range(0, N, rows):
+                block = W[b, start : start + rows].to(acc)
+                if not _mkl.syrk_upper(X[b], block, beta=1.0):
+                    X[b].addmm_(block.mT, block)
+        return X
+    rows = max(1, _ROW_BLOCK_ELEMENTS // max(1, B * M))
     for start in range(0, N, rows):
         block = W[:, start : start + rows].to(acc)
         X.baddbmm_(block.mT, block)
@@ -130,25 +138,8 @@ def _solve(W: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if not bool(torch.isfinite(X.diagonal(dim1=-2, dim2=-1)).all()):
         raise NonFiniteError("non-finite values (NaN/Inf)")
     with _lapack_single_thread(X.device):
-        lam: torch.Tensor = torch.linalg.eigvalsh(X)
+        lam: torch.Tensor = torch.linalg.eigvalsh(X, UPLO="U")
     return lam
-
-
-@functools.cache
-def _mkl_local_threads() -> Callable[[int], int] | None:
-    """MKL's ``mkl_set_num_threads_local`` in torch's CPU library, when it exports it."""
-    try:
-        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        setter = lib.mkl_set_num_threads_local
-    except (OSError, AttributeError):  # not Linux, or torch built without MKL
-        return None
-    setter.restype = ctypes.c_int
-
-    def set_local(n: int) -> int:
-        # The exported symbol takes its argument by reference (Fortran convention).
-        return int(setter(ctypes.byref(ctypes.c_int(n))))
-
-    return set_local
 
 
 @contextmanager
@@ -162,7 +153,7 @@ def _lapack_single_thread(device: torch.device) -> Iterator[None]:
     One thread is never slower than that; the setting is thread-local, so concurrent
     work (the user's training loop) keeps its threads.
     """
-    set_local = _mkl_local_threads() if device.type == "cpu" else None
+    set_local = _mkl.local_threads() if device.type == "cpu" else None
     if set_local is None:
         yield
         return

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from layerscope import spectrum
+from layerscope import _mkl, spectrum
 from reference._compare import assert_close
 
 
@@ -82,17 +82,33 @@ def test_blocked_accumulation(
 
 
 def test_gram_blocks_equal_one_shot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # gram fills the upper triangle (the eigensolver reads only that one).
     W = torch.as_tensor(CASES["batched"])
-    one_shot = spectrum.gram(W)
+    one_shot = spectrum.gram(W).triu()
     monkeypatch.setattr(spectrum, "_ROW_BLOCK_ELEMENTS", 100)
-    assert_close(spectrum.gram(W).numpy(), one_shot.numpy(), rtol=1e-13, atol=1e-10, what="gram")
-    assert_close(
-        one_shot.numpy(),
-        np.einsum("bnm,bnk->bmk", W.numpy(), W.numpy()),
-        rtol=1e-12,
-        atol=1e-9,
-        what="gram vs einsum",
-    )
+    blocked = spectrum.gram(W).triu()
+    assert_close(blocked.numpy(), one_shot.numpy(), rtol=1e-13, atol=1e-10, what="gram")
+    want = np.triu(np.einsum("bnm,bnk->bmk", W.numpy(), W.numpy()))
+    assert_close(one_shot.numpy(), want, rtol=1e-12, atol=1e-9, what="gram vs einsum")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["rows", "transposed", "strided"])
+def test_syrk_matches_matmul_in_every_layout(dtype: torch.dtype, layout: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(90, 40, dtype=dtype, generator=g)
+    A = {
+        "rows": base,  # unit column stride: a row block of W
+        "transposed": base.mT.contiguous().mT,  # unit row stride: a block of W's transpose
+        "strided": base[::2, ::3],  # neither: copied first
+    }[layout]
+    n = A.shape[1]
+    C = torch.full((n, n), 7.0, dtype=dtype)
+    if not _mkl.syrk_upper(C, A, beta=1.0):
+        pytest.skip("this torch build has no usable MKL syrk")
+    want = (A.double().mT @ A.double() + 7.0).triu()
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    assert_close(C.triu().double().numpy(), want.numpy(), rtol=tol, atol=tol, what="syrk")
 
 
 def _solves(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
@@ -202,7 +218,7 @@ def test_top_eigenvalue_matches_svd(shape: tuple[int, int]) -> None:
 
 
 def test_lapack_single_thread_is_scoped_to_the_call() -> None:
-    set_local = spectrum._mkl_local_threads()
+    set_local = spectrum._mkl.local_threads()
     if set_local is None:
         pytest.skip("this torch build exports no MKL thread-local setter")
     before = set_local(0)
