@@ -1,0 +1,106 @@
+"""Where a ``metrics="all"`` scan spends its time, matrix by matrix, and the best ratio it allows.
+
+    python benchmarks/traps_floor.py [--quick] [--ww-json results.json] [--workers 2]
+
+On the synthetic Llama block of ``vs_weightwatcher.py`` (full shapes by default, one
+block; ``--quick`` for 1024/2816), each analysed matrix's work is timed in parts, on one
+thread, with layerscope's own functions:
+
+* ``original``: the default-precision spectrum of W (``spectrum.eigenvalues``, "auto");
+* ``shuffle``: the seeded element shuffle (``spectrum.shuffle_entries``);
+* ``gram32`` and ``eig32``: the float32 Gram of the shuffled copy and its eigensolver;
+* ``fits``: every metric of ``metrics="all"`` computed from the two spectra.
+
+The *floor* of an "all" scan is ``original + eig32``: the original spectrum (what the
+default scan needs anyway) plus the shuffled matrix's eigensolver alone, i.e. with a
+free shuffle and a free Gram. Divided by ``--workers`` (the scan's parallel workers), it
+bounds the wall time; given WeightWatcher's time for ``analyze(randomize=True,
+mp_fit=True, detX=True)`` on the same block (``--ww-json``: a ``vs_weightwatcher.py
+--out`` file), it bounds the speedup any implementation built on this eigensolver can
+reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _models
+from layerscope import metrics as registry
+from layerscope import spectrum
+
+PARTS = ("original", "shuffle", "gram32", "eig32", "fits")
+
+
+def _clock(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def time_matrix(W: torch.Tensor, seed: int) -> dict[str, float]:
+    """The parts of an "all" analysis of one matrix, in seconds (one thread)."""
+    batch = (W if W.shape[0] >= W.shape[1] else W.mT).unsqueeze(0)
+    N, M = batch.shape[1:]
+    t: dict[str, float] = {}
+    t["original"], evals = _clock(lambda: spectrum.eigenvalues(batch, "auto"))
+    gen = torch.Generator().manual_seed(seed)
+    t["shuffle"], shuffled = _clock(lambda: spectrum.shuffle_entries(batch, gen))
+    t["gram32"], X = _clock(lambda: spectrum.gram(shuffled, torch.float32))
+    t["eig32"], lam = _clock(lambda: torch.linalg.eigvalsh(X, UPLO="U"))
+    rand = lam.double().reshape(-1).clamp_min(0).sort().values.numpy()
+    spectra = registry.LayerSpectra(evals, N, M, rand, rand)
+    t["fits"], _ = _clock(lambda: registry.compute_row(spectra, registry.resolve("all")))
+    return t
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="hidden 1024 / intermediate 2816")
+    parser.add_argument("--ww-json", type=Path, help="vs_weightwatcher.py --out file (llama)")
+    parser.add_argument("--workers", type=int, default=2, help="the scan's parallel workers")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    full = _models.LLAMA_FULL
+    shape = (
+        _models.LLAMA_QUICK
+        if args.quick
+        else _models.LlamaShape(full.hidden, full.intermediate, 1, full.heads)
+    )
+    tensors = _models.llama_tensors(shape)
+    rows = []
+    for seed, (name, W) in enumerate(tensors.items()):
+        if W.ndim != 2 or "embed" in name or "lm_head" in name or min(W.shape) < 64:
+            continue
+        rows.append((name, time_matrix(W, seed)))
+        parts = "  ".join(f"{p} {rows[-1][1][p]:6.2f}" for p in PARTS)
+        print(f"{name:34s} {tuple(W.shape)!s:14s} {parts}", flush=True)
+    total = {p: sum(r[p] for _, r in rows) for p in PARTS}
+    floor = total["original"] + total["eig32"]
+    work = sum(total.values())
+    print("sum (one thread): " + "  ".join(f"{p} {total[p]:.2f} s" for p in PARTS))
+    print(f"all-scan work {sum(total.values()):.2f} s; floor (original + eig32) {floor:.2f} s;")
+    print(
+        f"  with {args.workers} workers: work {sum(total.values()) / args.workers:.2f} s, "
+        f"floor {floor / args.workers:.2f} s"
+    )
+    if args.ww_json is not None:
+        timings = json.loads(args.ww_json.read_text())["models"]["llama"]["timings"]
+        ww = timings["traps+mp+erg"]["ww_module"]["s"]
+        print(
+            f"WeightWatcher traps+mp+erg {ww:.1f} s: the floor allows at most "
+            f"{ww / (floor / args.workers):.1f}x; the whole work {ww / (work / args.workers):.1f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
