@@ -58,7 +58,7 @@ def _reference(
     return np.array(losses), np.array(dists), np.array(accept)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])  # inline; noise thread; + 2 blocks
 def test_sampler_matches_float64_reference(threads: int) -> None:
     g = torch.Generator().manual_seed(0)
     model = nn.Linear(3, 2)

@@ -30,7 +30,7 @@ class LLCResult:
         warnings: plain-language reasons not to trust the number (empty: none found).
         vectorized: whether the chains ran together under vmap.
         fallback_reason: why they did not (vmap's error), else empty.
-        threads: how many blocks of chains ran in parallel CPU threads.
+        threads: the thread budget the chains ran with (see ``estimate``).
         loss_traces: ``(C, num_draws)`` minibatch losses after burn-in (``keep_traces``).
         baseline_trace: ``(num_draws,)`` baselines of those steps (``keep_traces``).
     """

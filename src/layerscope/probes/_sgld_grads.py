@@ -99,6 +99,7 @@ class BlockGrads:
         self._copies: list[nn.Module] = []
         self._params: list[list[nn.Parameter]] = []
         self._bound: torch.Tensor | None = None
+        self._at_w0: nn.Module | None = None
         self._vmapped = vmap(
             grad_and_value(self._loss), in_dims=(0, None, None), randomness="different"
         )
@@ -111,10 +112,21 @@ class BlockGrads:
         return loss.reshape(())
 
     def baseline(self, batch: Any) -> torch.Tensor:
-        """L_b(w*) on ``batch`` (buffers of the unperturbed model are left untouched)."""
+        """L_b(w*) on ``batch``: a plain forward pass of a copy of the model at w* (half
+        the cost of a ``functional_call``; the caller's model is left untouched)."""
         with torch.no_grad():
-            fixed = {n: t.clone() for n, t in self.layout.fixed.items()}
-            return self._loss(self.layout.views(self.layout.w0), fixed, batch)
+            loss = self.module.loss_fn(self.at_w0(), batch)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(SCALAR_LOSS)
+        return loss.reshape(())
+
+    def at_w0(self) -> nn.Module:
+        """The copy of the model at w* for :meth:`baseline` (call it before other threads
+        run :meth:`vmapped`, which swaps the weights of the module it copies)."""
+        if self._at_w0 is None:
+            self._at_w0 = copy_module(self.module.model).to(self.layout.w0.device)
+            self._at_w0.requires_grad_(False)
+        return self._at_w0
 
     def vmapped(self, flat: torch.Tensor, batch: Any, out: torch.Tensor) -> torch.Tensor:
         """Gradients of all chains in one vmap, written to ``out`` ``(k, D)``; returns the

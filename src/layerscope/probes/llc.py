@@ -148,9 +148,10 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
               the model's), ``keep_traces=False``, ``vectorize=None`` (vmap, falling
               back to a loop over chains when vmap fails on the first step).
             * ``threads=None`` → ``torch.get_num_threads()`` on a CPU (1 with dropout
-              in training mode, or on an accelerator): min(threads, chains) blocks of
-              chains run in parallel threads; every chain has its own noise generator
-              seeded from (seed, chain), so the numbers do not depend on it.
+              in training mode, or on an accelerator): with 2 or more, one thread draws
+              the next step's noise while the others compute the chains' gradients
+              (docs/llc.md); every chain has its own noise generator seeded from
+              (seed, chain), so the numbers do not depend on it.
 
     Returns:
         :class:`LLCResult`; check ``result.warnings`` before trusting ``result.mean``.
