@@ -14,7 +14,9 @@ script saves with ``torch.save``; layerscope runs here on the very same tensors.
 Workloads, each at batch 32 and 256, 4 chains × 200 draws, no burn-in, the same step ε,
 localization γ = 1 and nβ = B/ln B on both sides, one torch thread (``OMP_NUM_THREADS``
 and ``torch.set_num_threads(1)`` on both sides), best of ``--repeat`` rounds with the
-two implementations interleaved within each round:
+contenders (devinterp 2.0.1, layerscope's default path and ``vectorize=False``)
+interleaved within each round (≈17 min in all on one core; figures in
+docs/benchmarks.md, "devinterp 2.0.1"):
 
 * ``lm`` (the fair one: what 2.0.1 is built for): a Hugging Face GPT-2 built from a
   config (2 blocks, width 64, 4 heads, vocabulary 128, no dropout; ≈110k parameters),
