@@ -157,8 +157,8 @@ def speed(batch: int, repeat: int, threads: int, devinterp_cores: bool) -> dict[
         "layerscope_vmap": lambda: llc.estimate(model, loader, gaussian_nll, vectorize=True, **kw),
         "layerscope_loop": lambda: llc.estimate(model, loader, gaussian_nll, vectorize=False, **kw),
     }
-    if threads > 1:  # the same budget as intra-op threads of one block instead
-        fns["layerscope_1block"] = lambda: llc.estimate(
+    if threads > 1:  # layerscope held to one thread inside the same process
+        fns["layerscope_threads1"] = lambda: llc.estimate(
             model, loader, gaussian_nll, vectorize=False, threads=1, **kw
         )
     if devinterp_cores and threads > 1:
@@ -179,7 +179,7 @@ def report(batch: int, t: dict[str, float]) -> None:
         f" {CHAINS} chains x {DRAWS} draws):"
     )
     keys = ("devinterp", "devinterp_cores", "raw_loop", "layerscope_vmap", "layerscope_loop")
-    for key in (*keys, "layerscope_1block"):
+    for key in (*keys, "layerscope_threads1"):
         if key in t:
             print(f"  {key:16s} {t[key]:7.3f} s  {1e3 * t[key] / steps:6.3f} ms/chain-step")
     best = min(t["layerscope_vmap"], t["layerscope_loop"])
