@@ -145,8 +145,10 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
               (devinterp's convention when given its ``init_loss``).
             * ``seed=0``: noise, minibatch order, dropout; the run is deterministic.
             * ``batch_size`` (tensor data; default min(n, 128)), ``device`` (default:
-              the model's), ``keep_traces=False``, ``vectorize=None`` (vmap, falling
-              back to a loop over chains when vmap fails on the first step).
+              the model's), ``keep_traces=False``, ``vectorize=None`` (on a CPU one chain
+              at a time by autograd, as fast or faster there; on an accelerator all
+              chains in one ``vmap``, falling back to the loop when vmap fails on the
+              first step); ``True``/``False`` force either path.
             * ``threads=None`` → ``torch.get_num_threads()`` on a CPU (1 with dropout
               in training mode, or on an accelerator): with 2 or more, one thread draws
               the next step's noise while the others compute the chains' gradients
