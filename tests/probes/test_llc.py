@@ -346,3 +346,35 @@ def test_monitor_estimates_llc_when_due(
         history = monitor.store.scalar_history(monitor.run_id)
     assert history.dropna(subset=["llc"])["step"].tolist() == [0, 12, 20]
     assert history["llc"].dropna().gt(0).all()
+
+
+def test_regular_quadratic_reads_half_the_dimension() -> None:
+    """A regular model has λ = d/2 (Watanabe 2009, SCIENCE.md §6). For L(w) = ‖w‖²/2 with
+    localization γ the SGLD chain is a discretised Ornstein-Uhlenbeck process with
+    a = nβ + γ, whose stationary E‖w‖² is d·ε/(1 − (1 − εa/2)²), so the estimate
+    nβ·E[L] has a closed form to check, step size error included."""
+    d, nbeta, gamma = 200, 26.0, 1.0
+    step = 0.02 / nbeta
+    model = nn.Linear(d, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+
+    def loss(m: nn.Module, batch: tuple[torch.Tensor]) -> torch.Tensor:
+        return 0.5 * (m.weight**2).sum() + 0.0 * batch[0].sum()
+
+    res = llc.estimate(
+        model,
+        (torch.zeros(256, 1),),
+        loss,
+        num_chains=4,
+        num_draws=2000,
+        burnin=300,
+        step_size=step,
+        nbeta=nbeta,
+        localization=gamma,
+        seed=1,
+    )
+    r = 1 - step * (nbeta + gamma) / 2
+    expected = nbeta * 0.5 * d * step / (1 - r**2)
+    assert expected == pytest.approx(d / 2 * nbeta / (nbeta + gamma), rel=0.01)
+    assert res.mean == pytest.approx(expected, rel=0.03)
