@@ -29,7 +29,6 @@ import math
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from layerscope.probes import llc
+from probes._devinterp import devinterp_llc
 from probes._rrr import gaussian_nll, rrr_problem
 
 CHAINS, DRAWS = 4, 200
@@ -100,28 +100,19 @@ def devinterp_run(
     seed: int = 0,
     cores: int = 1,
 ) -> float:
-    from devinterp.slt.llc import LLCEstimator
-    from devinterp.slt.sampler import sample
-    from devinterp.utils import get_init_loss_multi_batch
-
-    init = get_init_loss_multi_batch(loader, CHAINS, model, gaussian_nll, "cpu", seed)
-    estimator = LLCEstimator(CHAINS, draws, init, nbeta=nbeta)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sample(
-            model,
-            loader,
-            [estimator],
-            evaluate=gaussian_nll,
-            optimizer_kwargs={"lr": step, "localization": 1.0, "nbeta": nbeta},
-            num_chains=CHAINS,
-            num_draws=draws,
-            num_burnin_steps=burnin,
-            seed=seed,
-            verbose=False,
-            cores=cores,
-        )
-    return float(estimator.get_results()["llc/mean"])
+    """devinterp 1.3.2's LLC mean at its default baseline (``probes._devinterp``)."""
+    results, _ = devinterp_llc(
+        model,
+        loader,
+        chains=CHAINS,
+        draws=draws,
+        burnin=burnin,
+        step=step,
+        nbeta=nbeta,
+        seed=seed,
+        cores=cores,
+    )
+    return float(results["llc/mean"])
 
 
 def interleaved_best(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:

@@ -7,6 +7,7 @@ import functools
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -306,6 +307,14 @@ def test_cuda_matches_cpu_statistically(
     assert gpu.mean == pytest.approx(cpu.mean, rel=0.15)
 
 
+def _tracker(x: torch.Tensor, y: torch.Tensor) -> Any:
+    """A cheap LLCTracker (2 chains × 20 draws) estimating every 10 steps."""
+    from layerscope.probes.llc_track import LLCTracker
+
+    options = {"num_chains": 2, "num_draws": 20, "burnin": 5}
+    return LLCTracker((x, y), gaussian_nll, every=10, options=options)
+
+
 def test_llc_tracker_stores_scalars(
     rrr: tuple[nn.Module, torch.Tensor, torch.Tensor], tmp_path: Path
 ) -> None:
@@ -313,8 +322,7 @@ def test_llc_tracker_stores_scalars(
     from layerscope.track.store import RunStore
 
     model, x, y = rrr
-    options = {"num_chains": 2, "num_draws": 20, "burnin": 5}
-    tracker = LLCTracker((x, y), gaussian_nll, every=10, options=options)
+    tracker = _tracker(x, y)
     with RunStore(tmp_path / "runs.db") as store:
         run = store.start_run("llc")
         logged = [tracker.maybe_log(store, run, step, model) for step in (0, 5, 10)]
@@ -332,12 +340,10 @@ def test_llc_tracker_stores_scalars(
 def test_monitor_estimates_llc_when_due(
     rrr: tuple[nn.Module, torch.Tensor, torch.Tensor], tmp_path: Path
 ) -> None:
-    from layerscope.probes.llc_track import LLCTracker
     from layerscope.track import Monitor
 
     model, x, y = rrr
-    options = {"num_chains": 2, "num_draws": 20, "burnin": 5}
-    tracker = LLCTracker((x, y), gaussian_nll, every=10, options=options)
+    tracker = _tracker(x, y)
     with Monitor(
         model, every=1000, store=tmp_path / "m.db", background=False, detector=None, llc=tracker
     ) as monitor:

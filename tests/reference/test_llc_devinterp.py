@@ -14,13 +14,13 @@ step size, localization, nβ, chains and draws).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import pytest
 from torch.utils.data import DataLoader, TensorDataset
 
 from layerscope.probes import llc
+from probes._devinterp import devinterp_llc
 from probes._rrr import gaussian_nll, rrr_problem
 
 pytestmark = pytest.mark.slow
@@ -41,31 +41,20 @@ class Run:
 
 def _run(seed: int) -> Run:
     pytest.importorskip("devinterp")
-    from devinterp.slt.llc import LLCEstimator
-    from devinterp.slt.sampler import sample
-    from devinterp.utils import get_init_loss_multi_batch
-
     model, x, y = rrr_problem(*CASE, seed=seed, train_steps=1500)
     loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True)
     nbeta = BATCH / math.log(BATCH)
     step = 0.02 / nbeta
-    init = get_init_loss_multi_batch(loader, CHAINS, model, gaussian_nll, "cpu", seed)
-    estimator = LLCEstimator(CHAINS, DRAWS, init, nbeta=nbeta)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sample(
-            model,
-            loader,
-            [estimator],
-            evaluate=gaussian_nll,
-            optimizer_kwargs={"lr": step, "localization": 1.0, "nbeta": nbeta},
-            num_chains=CHAINS,
-            num_draws=DRAWS,
-            num_burnin_steps=BURNIN,
-            seed=seed,
-            verbose=False,
-        )
-    theirs = estimator.get_results()
+    theirs, init = devinterp_llc(
+        model,
+        loader,
+        chains=CHAINS,
+        draws=DRAWS,
+        burnin=BURNIN,
+        step=step,
+        nbeta=nbeta,
+        seed=seed,
+    )
     ours = {
         "num_chains": CHAINS,
         "num_draws": DRAWS,

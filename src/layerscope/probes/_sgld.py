@@ -307,14 +307,10 @@ def _plan(threads: int, num_chains: int) -> tuple[int, int, bool]:
     weights, a fifth of a step at batch 32) and takes the baseline and acceptance terms,
     the rest run min(threads − 1, C) blocks of chains. Splitting two threads into two
     blocks instead was no faster: the blocks' many short operations fight for the GIL."""
-    if threads <= 1 or not NOISE_THREAD:
-        blocks = min(threads, num_chains)
-        return blocks, max(1, threads // blocks), False
+    if threads <= 1:
+        return 1, 1, False
     blocks = min(threads - 1, num_chains)
     return blocks, max(1, (threads - 1) // blocks), True
-
-
-NOISE_THREAD = True
 
 
 def run_chains(

@@ -27,6 +27,13 @@ Tensors = dict[str, torch.Tensor]
 SCALAR_LOSS = "loss_fn: must return a scalar tensor (the mean loss of the batch)"
 
 
+def _scalar(loss: Any) -> torch.Tensor:
+    """The loss as a 0-d tensor; a clear error for anything but a one-element tensor."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(SCALAR_LOSS)
+    return loss.reshape(())
+
+
 class _LossModule(nn.Module):
     """``model`` and ``loss_fn`` as one module, so functional_call can swap its weights."""
 
@@ -106,19 +113,13 @@ class BlockGrads:
 
     def _loss(self, params: Tensors, fixed: Tensors, batch: Any) -> torch.Tensor:
         state = {f"model.{n}": t for n, t in itertools.chain(params.items(), fixed.items())}
-        loss = functional_call(self.module, state, (batch,))
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError(SCALAR_LOSS)
-        return loss.reshape(())
+        return _scalar(functional_call(self.module, state, (batch,)))
 
     def baseline(self, batch: Any) -> torch.Tensor:
         """L_b(w*) on ``batch``: a plain forward pass of a copy of the model at w* (half
         the cost of a ``functional_call``; the caller's model is left untouched)."""
         with torch.no_grad():
-            loss = self.module.loss_fn(self.at_w0(), batch)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError(SCALAR_LOSS)
-        return loss.reshape(())
+            return _scalar(self.module.loss_fn(self.at_w0(), batch))
 
     def at_w0(self) -> nn.Module:
         """The copy of the model at w* for :meth:`baseline` (call it before other threads
@@ -159,10 +160,8 @@ class BlockGrads:
         self._bind(flat)
         losses = []
         for row, model, params in zip(out, self._copies, self._params, strict=True):
-            loss = self.module.loss_fn(model, batch)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise ValueError(SCALAR_LOSS)
-            parts = torch.autograd.grad(loss.reshape(()), params, materialize_grads=True)
+            loss = _scalar(self.module.loss_fn(model, batch))
+            parts = torch.autograd.grad(loss, params, materialize_grads=True)
             torch.cat([g.reshape(-1) for g in parts], out=row)
-            losses.append(loss.detach().reshape(()))
+            losses.append(loss.detach())
         return torch.stack(losses)
