@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerscope.probes import llc
+from layerscope.probes import _sgld, llc
 from layerscope.probes._sgld import SamplerSettings, chain_generator, cycle_batches, run_chains
 from probes._rrr import gaussian_nll, rrr_problem
 
@@ -58,8 +58,16 @@ def _reference(
     return np.array(losses), np.array(dists), np.array(accept)
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])  # inline; noise thread; + 2 blocks
-def test_sampler_matches_float64_reference(threads: int) -> None:
+@pytest.fixture(params=[False, True], ids=["noise-thread-plan", "blocks-plan"])
+def heavy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Force _sgld's plan for 2+ threads: a noise thread, or blocks taking turns at the
+    baseline (what it picks when the gradients cost more than the noise)."""
+    monkeypatch.setattr(_sgld, "HEAVY_GRADIENT_NOISES", 0.0 if request.param else math.inf)
+    return bool(request.param)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])  # inline; noise thread or 2 blocks; + more
+def test_sampler_matches_float64_reference(threads: int, heavy: bool) -> None:
     g = torch.Generator().manual_seed(0)
     model = nn.Linear(3, 2)
     batches = [(torch.randn(16, 3, generator=g), torch.randn(16, 2, generator=g)) for _ in range(5)]
@@ -77,7 +85,7 @@ def test_sampler_matches_float64_reference(threads: int) -> None:
     np.testing.assert_allclose(traces.log_accept, accept, atol=1e-4 * np.abs(accept).max())
 
 
-def test_same_chains_for_any_thread_budget() -> None:
+def test_same_chains_for_any_thread_budget(heavy: bool) -> None:
     model, x, y = rrr_problem(6, 4, 6, 2, train_steps=300)
     kw = {"num_chains": 3, "num_draws": 30, "burnin": 10, "keep_traces": True, "seed": 5}
     runs = {
@@ -105,3 +113,29 @@ def test_default_threads_follow_torch_but_not_with_dropout() -> None:
         assert llc.estimate(dropout.eval(), (x, y), gaussian_nll, **kw).threads == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_plan_splits_the_thread_budget() -> None:
+    # (blocks, intra-op threads per block, noise thread)
+    assert _sgld._plan(1, 4, heavy=True) == (1, 1, False)
+    assert _sgld._plan(2, 4, heavy=False) == (1, 1, True)
+    assert _sgld._plan(2, 4, heavy=True) == (2, 1, False)
+    assert _sgld._plan(16, 4, heavy=True) == (4, 4, False)
+    assert _sgld._plan(16, 4, heavy=False) == (4, 3, True)
+
+
+def test_gradient_cost_probe_reads_batch_size() -> None:
+    """A wide MLP's gradient outweighs its noise at a large batch, not at a tiny one,
+    and timing it leaves torch's generator and thread setting as they were."""
+    model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256))
+    size = sum(p.numel() for p in model.parameters())
+
+    def loss(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(m(x), 0.5).square().mean()
+
+    big, tiny = torch.randn(2048, 256), torch.randn(1, 256)
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
+    assert _sgld._heavy_gradients(model, loss, big, size)
+    assert not _sgld._heavy_gradients(model, loss, tiny, size)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), state)  # the dropout's draws were undone

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from layerscope.probes._sgld import cycle_batches
 
@@ -34,6 +34,43 @@ def _tensor_batches(
             idx = order[start : start + batch_size]
             parts = tuple(t[idx.to(t.device)] for t in tensors)
             yield parts[0] if single else parts
+
+
+def _gathers(loader: DataLoader[Any]) -> bool:
+    """Whether ``loader`` can be read by :func:`_gathered_batches`: an in-process,
+    auto-collating loader of a plain ``TensorDataset`` with the default collation."""
+    return (
+        type(loader.dataset) is TensorDataset
+        and loader.num_workers == 0
+        and loader.batch_sampler is not None
+        and loader.collate_fn is default_collate
+        and not loader.pin_memory
+    )
+
+
+def _gathered_batches(loader: DataLoader[Any]) -> Iterator[Any]:
+    """The batches ``loader`` would yield, epoch after epoch, each by one gather per
+    tensor instead of B ``__getitem__`` calls and a stack (13x less time per batch of
+    256 rows; docs/benchmarks.md, LLC section).
+
+    Every epoch draws from torch's random number generators exactly what iterating the
+    loader draws (the iterator's base seed, then the sampler's own draws), so a seed
+    gives the same batches and leaves the global generator where the loader would.
+    Like ``default_collate`` of a tuple sample, a batch is a list of tensors.
+    """
+    dataset = loader.dataset
+    assert isinstance(dataset, TensorDataset) and loader.batch_sampler is not None
+    while True:
+        indices = iter(loader.batch_sampler)
+        # What torch.utils.data's _BaseDataLoaderIter draws when it is created.
+        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
+        empty = True
+        for idx in indices:
+            empty = False
+            rows = torch.as_tensor(idx, dtype=torch.long)
+            yield [t[rows.to(t.device)] for t in dataset.tensors]
+        if empty:
+            raise ValueError("data: yielded no batches")
 
 
 def describe(data: Any, batch_size: int | None) -> DataInfo:
@@ -74,6 +111,8 @@ def batches(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
     if _is_tensor_tuple(data):
         assert batch_size is not None
         return _tensor_batches(list(data), batch_size, seed, single=False)
+    if isinstance(data, DataLoader) and _gathers(data):
+        return _gathered_batches(data)
     return cycle_batches(data)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -162,6 +163,10 @@ class _Noise:
         return self.bufs[(t - 1) % 3]
 
 
+def _nothing() -> None:
+    pass
+
+
 def prefer_vmap(device: torch.device) -> bool:
     """``vectorize=None``: vmap on an accelerator, the per-chain loop on a CPU.
 
@@ -173,33 +178,46 @@ def prefer_vmap(device: torch.device) -> bool:
 
 
 class _Block:
-    """Consecutive chains ``w`` (rows of the run's state) and their per-step records."""
+    """Consecutive chains ``w`` (rows of the run's state) and their per-step records.
+
+    The drift over nβ, h = ∇L_b(w) + (γ/nβ)·(w − w*), is kept as h̃ = h/a with
+    a = γ/nβ, i.e. h̃ = (w − w*) + ∇L_b(w)/a: w − w* is written into h̃'s buffer first
+    (it is needed for ‖w − w*‖² anyway) and the gradients are added to it, so forming
+    h costs no pass of its own. Without localization (γ = 0), a = 1 and h̃ = ∇L_b(w),
+    with w − w* in a buffer of its own.
+    """
 
     def __init__(
         self, grads: BlockGrads, w: torch.Tensor, noise: _Noise, s: SamplerSettings
     ) -> None:
         self.grads, self.w, self.noise, self.s = grads, w, noise, s
-        self.diff = torch.empty_like(w)
+        self.scale = s.localization / s.nbeta if s.localization > 0 else 1.0
+        self.diff = torch.empty_like(w) if s.localization == 0 else None
         self.grad_bufs = tuple(torch.empty_like(w) for _ in range(3))
         self.jobs: dict[int, list[Future[None]]] = {}
         self.use_vmap = prefer_vmap(w.device) if s.vectorize is None else s.vectorize
         self.reason = ""
-        self.with_baseline = False
+        # (period, phase): this block takes the baselines of steps ≡ phase; None: none.
+        self.baseline_turn: tuple[int, int] | None = (1, 0)
+        self.base_steps: list[int] = []
         self.records: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("loss", "base", "dist", "corr")
         }
 
-    def _grads(self, batch: Any, first: bool, out: torch.Tensor) -> torch.Tensor:
-        """Per-chain gradients into ``out`` and losses; on the first step, fall back to
-        the loop if vmap fails (only when ``vectorize`` is None)."""
+    def _grads(
+        self, batch: Any, first: bool, out: torch.Tensor, ready: Callable[[], None]
+    ) -> torch.Tensor:
+        """Per-chain gradients into ``out`` (see the class doc) and losses; on the first
+        step, fall back to the loop if vmap fails (only when ``vectorize`` is None)."""
+        into = None if self.diff is not None else 1 / self.scale
         if self.use_vmap and self.s.vectorize is None and first:
             try:
-                return self.grads.vmapped(self.w, batch, out)
+                return self.grads.vmapped(self.w, batch, out, into, ready)
             except RuntimeError as err:
                 self.use_vmap, self.reason = False, str(err).strip().splitlines()[0][:200]
         if self.use_vmap:
-            return self.grads.vmapped(self.w, batch, out)
-        return self.grads.looped(self.w, batch, out)
+            return self.grads.vmapped(self.w, batch, out, into, ready)
+        return self.grads.looped(self.w, batch, out, into, ready)
 
     def step(self, batch: Any, step: int) -> None:
         """Record the losses at the current weights, then move every chain once:
@@ -207,45 +225,56 @@ class _Block:
 
         In-place whole-block operations on preallocated buffers (on a CPU a fresh 1 MB+
         tensor costs more, in page faults, than the arithmetic on it); h_t is formed in
-        the buffer that took step t's gradients, one of three, so that the acceptance
-        term of step t (which needs h_{t−1} and h_t) can run on the noise thread while
-        step t+1 computes its gradients. So can the baseline.
+        one of three buffers, so that the acceptance term of step t (which needs h_{t−1}
+        and h_t) can run on the noise thread while step t+1 computes its gradients. So
+        can the baseline, and w − w* with its norm while the gradients are computed.
         """
         s = self.s
         h, prev = self.grad_bufs[step % 3], self.grad_bufs[(step - 1) % 3]
-        noise = self.noise.at(step, last=step + 1 == s.num_steps)
-        if self.with_baseline:
-            self._aside(step, self._baseline, batch)
         for job in self.jobs.pop(step - 2, []):  # they last used the buffer h is to get
             job.result()
-        losses = self._grads(batch, step == 0, h)
-        diff = torch.sub(self.w, self.grads.layout.w0, out=self.diff)
-        self.records["dist"].append(_sq_norms(diff))
-        h.add_(diff, alpha=s.localization / s.nbeta)
+        located = self._aside(step, self._locate, h)
+        noise = self.noise.at(step, last=step + 1 == s.num_steps)
+        turn = self.baseline_turn
+        if turn is not None and step % turn[0] == turn[1]:
+            self.base_steps.append(step)
+            self._aside(step, self._baseline, batch)
+        losses = self._grads(batch, step == 0, h, located.result if located else _nothing)
         if step > 0:
             self._aside(step, self._correction, h, prev, self.noise.before(step))
         self.w.add_(noise, alpha=math.sqrt(s.step_size))
-        self.w.add_(h, alpha=-0.5 * s.step_size * s.nbeta)
+        self.w.add_(h, alpha=-0.5 * s.step_size * s.nbeta * self.scale)
         self.records["loss"].append(losses.detach())
 
-    def _aside(self, step: int, fn: Callable[..., None], *args: Any) -> None:
+    def _aside(self, step: int, fn: Callable[..., None], *args: Any) -> Future[None] | None:
         """``fn(*args)`` now, or queued on the noise thread (in order) when there is one."""
         if self.noise.pool is None:
             fn(*args)
-            return
-        self.jobs.setdefault(step, []).append(self.noise.pool.submit(fn, *args))
+            return None
+        job = self.noise.pool.submit(fn, *args)
+        self.jobs.setdefault(step, []).append(job)
+        return job
+
+    def _locate(self, h: torch.Tensor) -> None:
+        """Record ‖w − w*‖², leaving w − w* in ``h`` (or in its own buffer when γ = 0)."""
+        target = h if self.diff is None else self.diff
+        diff = torch.sub(self.w, self.grads.layout.w0, out=target)
+        self.records["dist"].append(_sq_norms(diff))
 
     def _baseline(self, batch: Any) -> None:
         self.records["base"].append(self.grads.baseline(batch).detach())
 
     def _correction(self, h: torch.Tensor, prev: torch.Tensor, noise: torch.Tensor) -> None:
         """The acceptance term of the move t−1 → t (see :func:`log_accept`):
-        (√ε/2)⟨S, ξ_{t−1}⟩ − (ε/8)‖S‖², S/nβ = h_{t−1} + h_t (formed in ``prev``)."""
+        (√ε/2)⟨S, ξ_{t−1}⟩ − (ε/8)‖S‖², S = nβ·a·T with T = h̃_{t−1} + h̃_t (formed in
+        ``prev``); the inner products row by row (a BLAS dot: half the time of a
+        product and a sum, and no write)."""
         s = self.s
+        c = s.nbeta * self.scale
         total = prev.add_(h)
-        corr = (-s.step_size * s.nbeta**2 / 8) * _sq_norms(total)
-        dot = total.mul_(noise).sum(dim=-1)
-        self.records["corr"].append(corr.add_(dot, alpha=math.sqrt(s.step_size) * s.nbeta / 2))
+        corr = (-s.step_size * c**2 / 8) * _sq_norms(total)
+        dots = torch.stack([torch.dot(t, x) for t, x in zip(total, noise, strict=True)])
+        self.records["corr"].append(corr.add_(dots, alpha=math.sqrt(s.step_size) * c / 2))
 
     def finish(self) -> None:
         """Wait for the jobs still queued on the noise thread."""
@@ -266,9 +295,13 @@ def _blocks(
     s: SamplerSettings,
     device: torch.device,
     plan: tuple[int, ThreadPoolExecutor | None],
+    at_w0: nn.Module,
 ) -> list[_Block]:
     """``plan[0]`` blocks of consecutive chains drawing noise in ``plan[1]``; each block
-    but the first evaluates its own copy of the model, so that blocks can run at once."""
+    but the first evaluates its own copy of the model, so that blocks can run at once.
+    The first block takes the baselines on ``at_w0`` when a noise thread computes them;
+    otherwise the blocks take turns, each on its own copy at w* (at batch 256 of the
+    benchmark MLP, one forward pass is a sixth of a block's step)."""
     layout = Layout.of(model, device)
     w = layout.w0.unsqueeze(0).repeat(s.num_chains, 1)
     gens = [chain_generator(s.seed, c, device) for c in range(s.num_chains)]
@@ -277,9 +310,15 @@ def _blocks(
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         own = model if i == 0 else copy_module(model)
         noise = _Noise(w[lo:hi], gens[lo:hi], plan[1])
-        out.append(_Block(BlockGrads(own, loss_fn, layout), w[lo:hi], noise, s))
-    out[0].with_baseline = True
-    out[0].grads.at_w0()
+        grads = BlockGrads(own, loss_fn, layout, at_w0 if i == 0 else None)
+        out.append(_Block(grads, w[lo:hi], noise, s))
+    if plan[1] is None:
+        for i, block in enumerate(out):
+            block.baseline_turn = (len(out), i)
+            block.grads.at_w0()  # before the threads start (see BlockGrads.copy_at_w0)
+    else:
+        for block in out[1:]:
+            block.baseline_turn = None
     return out
 
 
@@ -301,16 +340,53 @@ def _run_parallel(blocks: list[_Block], batches: Iterator[Any], num_steps: int) 
     return taken
 
 
-def _plan(threads: int, num_chains: int) -> tuple[int, int, bool]:
-    """(blocks, intra-op threads per block, noise thread) for a thread budget: with two
-    threads or more one draws the noise ahead (≈1 ms of GIL-free work per 4 × 99k
-    weights, a fifth of a step at batch 32) and takes the baseline and acceptance terms,
-    the rest run min(threads − 1, C) blocks of chains. Splitting two threads into two
-    blocks instead was no faster: the blocks' many short operations fight for the GIL."""
+def _plan(threads: int, num_chains: int, heavy: bool) -> tuple[int, int, bool]:
+    """(blocks, intra-op threads per block, noise thread) for a thread budget.
+
+    With two threads or more, when a chain's gradient is cheap next to its noise
+    (``heavy`` False, see :func:`_heavy_gradients`), one thread draws the noise ahead and
+    takes the baseline and acceptance terms and the rest run min(threads − 1, C) blocks
+    of chains; when the gradients dominate, min(threads, C) blocks share all threads and
+    draw their own noise. Measured on 2 cores (docs/benchmarks.md, LLC section): the
+    noise thread is 4–15 % faster at batch 32 of a 100k-parameter MLP, two blocks 8 %
+    faster at batch 256, where a block's many short operations no longer fight for
+    the GIL as much.
+    """
     if threads <= 1:
         return 1, 1, False
+    if heavy:
+        blocks = min(threads, num_chains)
+        return blocks, max(1, threads // blocks), False
     blocks = min(threads - 1, num_chains)
     return blocks, max(1, (threads - 1) // blocks), True
+
+
+# A chain's gradient costs about three forward passes; above this many of its noise
+# draws, the gradients are worth more threads than the noise (see _plan).
+HEAVY_GRADIENT_NOISES = 3.0
+
+
+def _heavy_gradients(probe: nn.Module, loss_fn: LossFn, batch: Any, size: int) -> bool:
+    """Whether one chain's gradient costs more than ``HEAVY_GRADIENT_NOISES`` draws of
+    its ``size`` noise values, timed on ``probe`` (a copy of the model at w*) and the
+    first batch, best of two, on one thread (a block's share when the chains are split).
+    Torch's global generator is restored afterwards, so a dropout layer's draws do not
+    move the rest of the run."""
+    noise = torch.empty(size)
+    forward = draw = math.inf
+    with ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=[]))
+        stack.enter_context(torch.no_grad())
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
+        torch.set_num_threads(1)
+        for _ in range(2):
+            start = time.perf_counter()
+            loss_fn(probe, batch)
+            mid = time.perf_counter()
+            noise.normal_()
+            end = time.perf_counter()
+            forward, draw = min(forward, mid - start), min(draw, end - mid)
+    return 3 * forward > HEAVY_GRADIENT_NOISES * draw
 
 
 def run_chains(
@@ -325,9 +401,17 @@ def run_chains(
     The caller's intra-op thread setting is changed for the run (to the plan's count per
     block) and restored afterwards.
     """
-    num_blocks, inner, noisy = _plan(settings.threads, settings.num_chains)
+    stream: Iterator[Any] = itertools.islice(batches, settings.num_steps)
+    at_w0 = BlockGrads.copy_at_w0(model, device)
+    heavy = False
+    if settings.threads > 1 and device.type == "cpu":
+        first = next(stream, None)
+        if first is not None:
+            stream = itertools.chain([first], stream)
+            size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            heavy = _heavy_gradients(at_w0, loss_fn, first, size)
+    num_blocks, inner, noisy = _plan(settings.threads, settings.num_chains, heavy)
     before = torch.get_num_threads()
-    stream = itertools.islice(batches, settings.num_steps)
     taken = 0
     with ExitStack() as stack:
         pool = None
@@ -335,7 +419,7 @@ def run_chains(
             pool = stack.enter_context(
                 ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
             )
-        blocks = _blocks(model, loss_fn, settings, device, (num_blocks, pool))
+        blocks = _blocks(model, loss_fn, settings, device, (num_blocks, pool), at_w0)
         torch.set_num_threads(inner)
         stack.callback(torch.set_num_threads, before)
         if num_blocks > 1:
@@ -355,7 +439,9 @@ def _traces(blocks: list[_Block], s: SamplerSettings) -> Traces:
         return np.concatenate([b.stacked(key, 1) for b in blocks], axis=0)
 
     losses, sq_dist = joined("loss"), joined("dist")
-    baselines = blocks[0].stacked("base", 0)
+    steps = np.concatenate([np.asarray(b.base_steps, dtype=np.int64) for b in blocks])
+    baselines = np.concatenate([b.stacked("base", 0) for b in blocks if b.base_steps])
+    baselines = baselines[np.argsort(steps, kind="stable")]
     with np.errstate(invalid="ignore", over="ignore"):
         energy = s.nbeta * (losses - baselines[None, :]) + 0.5 * s.localization * sq_dist
     return Traces(

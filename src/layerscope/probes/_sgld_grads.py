@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,13 +100,16 @@ class Layout:
 class BlockGrads:
     """The loss and its gradient for every chain of one block (see module doc)."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, layout: Layout) -> None:
+    def __init__(
+        self, model: nn.Module, loss_fn: LossFn, layout: Layout, at_w0: nn.Module | None = None
+    ) -> None:
         self.module = _LossModule(model, loss_fn)
         self.layout = layout
         self._copies: list[nn.Module] = []
         self._params: list[list[nn.Parameter]] = []
         self._bound: torch.Tensor | None = None
-        self._at_w0: nn.Module | None = None
+        self._at_w0 = at_w0
+        self._views: dict[tuple[int, tuple[int, ...], tuple[int, ...]], list[torch.Tensor]] = {}
         self._vmapped = vmap(
             grad_and_value(self._loss), in_dims=(0, None, None), randomness="different"
         )
@@ -121,20 +124,32 @@ class BlockGrads:
         with torch.no_grad():
             return _scalar(self.module.loss_fn(self.at_w0(), batch))
 
+    @staticmethod
+    def copy_at_w0(model: nn.Module, device: torch.device) -> nn.Module:
+        """A frozen copy of ``model`` on ``device``, for :meth:`baseline` (make it before
+        other threads run :meth:`vmapped`, which swaps the weights of the module)."""
+        return copy_module(model).to(device).requires_grad_(False)
+
     def at_w0(self) -> nn.Module:
-        """The copy of the model at w* for :meth:`baseline` (call it before other threads
-        run :meth:`vmapped`, which swaps the weights of the module it copies)."""
+        """The copy of the model at w* for :meth:`baseline` (given, or made now)."""
         if self._at_w0 is None:
-            self._at_w0 = copy_module(self.module.model).to(self.layout.w0.device)
-            self._at_w0.requires_grad_(False)
+            self._at_w0 = self.copy_at_w0(self.module.model, self.layout.w0.device)
         return self._at_w0
 
-    def vmapped(self, flat: torch.Tensor, batch: Any, out: torch.Tensor) -> torch.Tensor:
-        """Gradients of all chains in one vmap, written to ``out`` ``(k, D)``; returns the
-        losses ``(k,)``."""
+    def vmapped(
+        self,
+        flat: torch.Tensor,
+        batch: Any,
+        out: torch.Tensor,
+        into: float | None = None,
+        ready: Callable[[], None] = lambda: None,
+    ) -> torch.Tensor:
+        """Gradients of all chains in one vmap, written to ``out`` ``(k, D)`` (see
+        :func:`_write`); returns the losses ``(k,)``."""
         grads, losses = self._vmapped(self.layout.views(flat), self.layout.fixed, batch)
         assert isinstance(losses, torch.Tensor)
-        torch.cat([grads[n].reshape(len(flat), -1) for n in self.layout.names], dim=1, out=out)
+        ready()
+        self._write(out, [grads[n] for n in self.layout.names], into)
         return losses
 
     def _bind(self, flat: torch.Tensor) -> None:
@@ -152,16 +167,41 @@ class BlockGrads:
             self._params.append([named[name] for name in self.layout.names])
         self._bound = flat
 
-    def looped(self, flat: torch.Tensor, batch: Any, out: torch.Tensor) -> torch.Tensor:
+    def looped(
+        self,
+        flat: torch.Tensor,
+        batch: Any,
+        out: torch.Tensor,
+        into: float | None = None,
+        ready: Callable[[], None] = lambda: None,
+    ) -> torch.Tensor:
         """Same as :meth:`vmapped`, one chain after another by plain autograd on a copy
         of the model per chain (each with its own buffers). As fast as vmap on one CPU
         thread for a 100k-parameter MLP (docs/benchmarks.md); the functorch equivalent
         (``grad`` of ``functional_call`` per chain) took twice as long."""
         self._bind(flat)
-        losses = []
+        losses: list[torch.Tensor] = []
         for row, model, params in zip(out, self._copies, self._params, strict=True):
             loss = _scalar(self.module.loss_fn(model, batch))
             parts = torch.autograd.grad(loss, params, materialize_grads=True)
-            torch.cat([g.reshape(-1) for g in parts], out=row)
+            if not losses:  # by now, ``out`` is surely free to be written
+                ready()
+            self._write(row, parts, into)
             losses.append(loss.detach())
         return torch.stack(losses)
+
+    def _write(self, out: torch.Tensor, parts: Sequence[torch.Tensor], into: float | None) -> None:
+        """Gradient ``parts`` (one per sampled parameter, shaped like it, with the leading
+        dimensions of ``out`` ``(..., D)``) into ``out``: copied (``into`` None), or added
+        as ``out += into·part`` to what ``out`` holds (one pass, no temporary)."""
+        if into is None:
+            lead = out.shape[:-1]
+            torch.cat([p.reshape(*lead, -1) for p in parts], dim=-1, out=out)
+            return
+        # The sampler writes into the same few buffers every step. The cached views keep
+        # their buffer alive, so no other tensor can come to have the same address.
+        key = (out.data_ptr(), tuple(out.shape), out.stride())
+        views = self._views.get(key)
+        if views is None:
+            views = self._views[key] = list(self.layout.views(out).values())
+        torch._foreach_add_(views, list(parts), alpha=into)
