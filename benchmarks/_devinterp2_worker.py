@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -149,7 +150,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    # The thread budget comes from the parent, through OMP_NUM_THREADS.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     answer = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         from importlib.metadata import version

@@ -12,8 +12,9 @@ main venv's transformers version (it leaves that torch in place). Its python run
 script saves with ``torch.save``; layerscope runs here on the very same tensors.
 
 Workloads, each at batch 32 and 256, 4 chains × 200 draws, no burn-in, the same step ε,
-localization γ = 1 and nβ = B/ln B on both sides, one torch thread (``OMP_NUM_THREADS``
-and ``torch.set_num_threads(1)`` on both sides), best of ``--repeat`` rounds with the
+localization γ = 1 and nβ = B/ln B on both sides, ``--threads`` torch threads (default
+1: ``OMP_NUM_THREADS`` and ``torch.set_num_threads`` on both sides), best of ``--repeat``
+rounds with the
 contenders (devinterp 2.0.1, layerscope's default path and ``vectorize=False``)
 interleaved within each round (≈17 min in all on one core; figures in
 docs/benchmarks.md, "devinterp 2.0.1"):
@@ -147,14 +148,15 @@ def save_problem(path: Path, spec: dict[str, Any], model: torch.nn.Module, **dat
 class Worker:
     """devinterp 2.0.1's side: the worker script in the other venv, one JSON line per job."""
 
-    def __init__(self, venv: Path, log: IO[str]) -> None:
+    def __init__(self, venv: Path, log: IO[str], threads: int = 1) -> None:
         python = venv / "bin" / "python"
         if not python.exists():
             sys.exit(
                 f"devinterp 2.0.1 venv not found at {venv}: run "
                 f"`python benchmarks/llc_vs_devinterp2.py --setup --venv {venv}` first"
             )
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+        n = str(threads)
+        env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "TQDM_DISABLE": "1"}
         self.log = log
         self.proc = subprocess.Popen(
             [str(python), str(WORKER)],
@@ -362,14 +364,17 @@ def main() -> None:
         default="hf",
         help="devinterp's data set: Hugging Face Dataset or plain torch",
     )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads on each side (default 1)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.setup:
         setup(args.venv)
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "worker.log").open("w+") as log:
-        worker = Worker(args.venv, log)
+        worker = Worker(args.venv, log, args.threads)
         try:
             rows = measure(args, worker, Path(tmp))
         finally:
@@ -378,6 +383,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "versions": worker.versions,
         "layerscope_torch": torch.__version__,
+        "threads": args.threads,
         "rows": rows,
     }
     if args.out:

@@ -66,13 +66,21 @@ def heavy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bo
     return bool(request.param)
 
 
+@pytest.mark.parametrize("gamma", [1.0, 0.0])  # the drift kept over γ/nβ, or not
 @pytest.mark.parametrize("threads", [1, 2, 3])  # inline; noise thread or 2 blocks; + more
-def test_sampler_matches_float64_reference(threads: int, heavy: bool) -> None:
+def test_sampler_matches_float64_reference(threads: int, heavy: bool, gamma: float) -> None:
     g = torch.Generator().manual_seed(0)
     model = nn.Linear(3, 2)
     batches = [(torch.randn(16, 3, generator=g), torch.randn(16, 2, generator=g)) for _ in range(5)]
     s = SamplerSettings(
-        3, 30, step_size=0.05, localization=1.0, nbeta=4.0, seed=7, vectorize=None, threads=threads
+        3,
+        30,
+        step_size=0.05,
+        localization=gamma,
+        nbeta=4.0,
+        seed=7,
+        vectorize=None,
+        threads=threads,
     )
     traces = run_chains(model, cycle_batches(batches), gaussian_nll, s, CPU)
     w0 = torch.cat([model.weight.detach().reshape(-1), model.bias.detach()]).double()

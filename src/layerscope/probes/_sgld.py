@@ -8,10 +8,13 @@ The sampled weights of the chains are one ``(num_chains, D)`` tensor, and one st
 SCIENCE.md §6). Every chain draws its noise from its own generator, seeded from
 ``(seed, chain)``, and the arithmetic of a chain never depends on the other chains, so a
 seed gives the same chains whatever the thread budget T (``threads``, default
-``torch.get_num_threads()``; bitwise while T ≤ C + 1). With T ≥ 2 on a CPU, one thread
-draws the noise of step t+1, computes the baseline and the acceptance terms while the
-others compute step t's gradients and updates, in min(T − 1, C) blocks of consecutive
-chains (see :func:`_plan`; torch releases the GIL inside its kernels). Gradients come
+``torch.get_num_threads()``; bitwise while T ≤ C + 1). With T ≥ 2 on a CPU the chains
+run in blocks of consecutive chains, one thread each (torch releases the GIL inside its
+kernels), after one of two plans (:func:`_plan`), picked by timing a forward pass
+against a noise draw on the first batch: where the gradients are cheap, one thread
+draws the noise of step t+1 and computes the baseline, ‖w − w*‖² and the acceptance
+terms while min(T − 1, C) blocks compute step t's gradients and updates; where they
+dominate, min(T, C) blocks do all of it and take turns at the baseline. Gradients come
 from :class:`~layerscope.probes._sgld_grads.BlockGrads` (vmap, or a loop).
 
 Each step records, per chain, the minibatch loss L_b(w_t) *before* the update (as
@@ -67,7 +70,7 @@ class Traces:
         num_sampled: number of sampled scalars d (parameters with ``requires_grad``).
         vectorized: whether the chains ran under vmap.
         fallback_reason: why vmap was not used (empty when it was, or when not asked).
-        threads: the thread budget (blocks of chains plus a noise thread, see ``_plan``).
+        threads: the thread budget (blocks of chains, perhaps a noise thread: ``_plan``).
     """
 
     losses: np.ndarray
