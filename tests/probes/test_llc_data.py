@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, Subset, TensorDataset, random_split
 
 from layerscope.probes._llc_data import _gathers, batches
 
@@ -55,6 +55,22 @@ def test_gathered_batches_equal_the_loaders_batches_and_draws(kwargs: dict[str, 
             assert torch.equal(ta, tb)
     # The global generator is left where iterating the loader leaves it.
     assert torch.equal(after_loader, after_gathers)
+
+
+def test_subsets_of_a_tensor_dataset_are_gathered_too() -> None:
+    dataset = _dataset()
+    train, _ = random_split(dataset, [0.8, 0.2], generator=torch.Generator().manual_seed(1))
+    nested = Subset(train, [*range(5, 30), -1])
+    for data in (train, nested):
+        loader = DataLoader(data, batch_size=6, shuffle=True)
+        assert _gathers(loader)
+        torch.manual_seed(4)
+        expected = list(itertools.islice(_loader_stream(loader), 12))
+        torch.manual_seed(4)
+        got = list(itertools.islice(batches(loader, None, seed=0), 12))
+        for a, b in zip(got, expected, strict=True):
+            assert all(torch.equal(ta, tb) for ta, tb in zip(a, b, strict=True))
+    assert not _gathers(DataLoader(Subset(list(range(10)), [1, 2]), batch_size=2))
 
 
 def test_other_loaders_are_iterated_as_they_are() -> None:

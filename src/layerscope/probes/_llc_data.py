@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Subset, TensorDataset, default_collate
 
 from layerscope.probes._sgld import cycle_batches
 
@@ -36,11 +36,27 @@ def _tensor_batches(
             yield parts[0] if single else parts
 
 
+def _tensor_source(dataset: Any) -> tuple[TensorDataset, torch.Tensor | None] | None:
+    """A plain ``TensorDataset``, or a ``Subset`` (of a Subset...) of one, as the
+    tensors' owner and the map from the data set's indices to their rows (None: the
+    identity); None for any other data set."""
+    if type(dataset) is TensorDataset:
+        return dataset, None
+    if type(dataset) is Subset:
+        inner = _tensor_source(dataset.dataset)
+        if inner is None:
+            return None
+        rows = torch.as_tensor(dataset.indices, dtype=torch.long)
+        return inner[0], rows if inner[1] is None else inner[1][rows]
+    return None
+
+
 def _gathers(loader: DataLoader[Any]) -> bool:
     """Whether ``loader`` can be read by :func:`_gathered_batches`: an in-process,
-    auto-collating loader of a plain ``TensorDataset`` with the default collation."""
+    auto-collating loader of a plain ``TensorDataset`` (or a ``Subset`` of one, as
+    ``random_split`` makes) with the default collation."""
     return (
-        type(loader.dataset) is TensorDataset
+        _tensor_source(loader.dataset) is not None
         and loader.num_workers == 0
         and loader.batch_sampler is not None
         and loader.collate_fn is default_collate
@@ -58,8 +74,9 @@ def _gathered_batches(loader: DataLoader[Any]) -> Iterator[Any]:
     gives the same batches and leaves the global generator where the loader would.
     Like ``default_collate`` of a tuple sample, a batch is a list of tensors.
     """
-    dataset = loader.dataset
-    assert isinstance(dataset, TensorDataset) and loader.batch_sampler is not None
+    source = _tensor_source(loader.dataset)
+    assert source is not None and loader.batch_sampler is not None
+    dataset, index_map = source
     while True:
         indices = iter(loader.batch_sampler)
         # What torch.utils.data's _BaseDataLoaderIter draws when it is created.
@@ -68,6 +85,8 @@ def _gathered_batches(loader: DataLoader[Any]) -> Iterator[Any]:
         for idx in indices:
             empty = False
             rows = torch.as_tensor(idx, dtype=torch.long)
+            if index_map is not None:
+                rows = index_map[rows]
             yield [t[rows.to(t.device)] for t in dataset.tensors]
         if empty:
             raise ValueError("data: yielded no batches")
