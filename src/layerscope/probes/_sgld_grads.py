@@ -25,6 +25,9 @@ from torch.func import functional_call, grad_and_value, vmap
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 Tensors = dict[str, torch.Tensor]
 SCALAR_LOSS = "loss_fn: must return a scalar tensor (the mean loss of the batch)"
+# Up to this many sampled scalars, one autograd call takes every chain's backward pass
+# (see BlockGrads.looped); above, the chains' activations are held one chain at a time.
+ONE_BACKWARD_MAX = 10_000_000
 
 
 def _scalar(loss: Any) -> torch.Tensor:
@@ -175,19 +178,30 @@ class BlockGrads:
         into: float | None = None,
         ready: Callable[[], None] = lambda: None,
     ) -> torch.Tensor:
-        """Same as :meth:`vmapped`, one chain after another by plain autograd on a copy
-        of the model per chain (each with its own buffers). As fast as vmap on one CPU
-        thread for a 100k-parameter MLP (docs/benchmarks.md); the functorch equivalent
-        (``grad`` of ``functional_call`` per chain) took twice as long."""
+        """Same as :meth:`vmapped`, by plain autograd on a copy of the model per chain
+        (each with its own buffers). The forward passes run one chain after another,
+        and for models of up to ``ONE_BACKWARD_MAX`` sampled scalars one
+        ``autograd.grad`` call takes all the chains' backward passes: its fixed cost,
+        ≈90 µs a call, is a tenth of a chain's step on a 100k-parameter MLP at batch 32
+        (18 % of a run on two threads, 7 % on one; docs/benchmarks.md). Larger models
+        go chain by chain, holding one chain's activations at a time. As fast as vmap
+        on one CPU thread; the functorch equivalent (``grad`` of ``functional_call``
+        per chain) took twice as long."""
         self._bind(flat)
+        chains = list(range(len(out)))
+        together = self.layout.w0.numel() <= ONE_BACKWARD_MAX
+        groups = [chains] if together else [[c] for c in chains]
         losses: list[torch.Tensor] = []
-        for row, model, params in zip(out, self._copies, self._params, strict=True):
-            loss = _scalar(self.module.loss_fn(model, batch))
-            parts = torch.autograd.grad(loss, params, materialize_grads=True)
+        for group in groups:
+            scalars = [_scalar(self.module.loss_fn(self._copies[c], batch)) for c in group]
+            params = [p for c in group for p in self._params[c]]
+            parts = torch.autograd.grad(scalars, params, materialize_grads=True)
             if not losses:  # by now, ``out`` is surely free to be written
                 ready()
-            self._write(row, parts, into)
-            losses.append(loss.detach())
+            n = len(parts) // len(group)
+            for i, c in enumerate(group):
+                self._write(out[c], parts[i * n : (i + 1) * n], into)
+            losses.extend(loss.detach() for loss in scalars)
         return torch.stack(losses)
 
     def _write(self, out: torch.Tensor, parts: Sequence[torch.Tensor], into: float | None) -> None:
