@@ -152,9 +152,10 @@ def estimate(model: nn.Module, data: Any, loss_fn: LossFn, **options: Any) -> LL
             * ``threads=None`` → ``torch.get_num_threads()`` on a CPU (1 with dropout
               in training mode, or on an accelerator): with 2 or more, blocks of
               chains run in parallel threads, beside a thread that draws the next
-              step's noise when the gradients are cheap (docs/llc.md); every chain has
-              its own noise generator seeded from (seed, chain), so the numbers do not
-              depend on it.
+              step's noise when the gradients are cheap (two extra no-grad forward
+              passes on the first batch, on a copy, time that; docs/llc.md); every
+              chain has its own noise generator seeded from (seed, chain), so the
+              numbers do not depend on it.
 
     Returns:
         :class:`LLCResult`; check ``result.warnings`` before trusting ``result.mean``.
