@@ -148,7 +148,7 @@ class BlockGrads:
         ready: Callable[[], None] = lambda: None,
     ) -> torch.Tensor:
         """Gradients of all chains in one vmap, written to ``out`` ``(k, D)`` (see
-        :func:`_write`); returns the losses ``(k,)``."""
+        :meth:`_write`); returns the losses ``(k,)``."""
         grads, losses = self._vmapped(self.layout.views(flat), self.layout.fixed, batch)
         assert isinstance(losses, torch.Tensor)
         ready()
