@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from layerscope.probes import llc
 from layerscope.probes._llc_data import batches
-from layerscope.probes._sgld import SamplerSettings, _Block, _blocks, _Noise, _sq_norms
+from layerscope.probes._sgld import SamplerSettings
+from layerscope.probes._sgld_block import Block, Noise, make_blocks, sq_norms
 from layerscope.probes._sgld_grads import BlockGrads
 from llc_vs_devinterp import CHAINS, DRAWS, devinterp_run, gaussian_nll, mlp_problem
 
@@ -67,7 +68,7 @@ def parts(batch_size: int, repeat: int) -> dict[str, float]:
     nbeta = batch_size / math.log(batch_size)
     s = SamplerSettings(CHAINS, DRAWS, STEP, GAMMA, nbeta, seed=0, vectorize=False)
     at_w0 = BlockGrads.copy_at_w0(model, torch.device("cpu"))
-    block: _Block = _blocks(model, gaussian_nll, s, torch.device("cpu"), (1, None), at_w0)[0]
+    block: Block = make_blocks(model, gaussian_nll, s, torch.device("cpu"), (1, None), at_w0)[0]
     stream = batches(loader, None, seed=0)
     one = next(stream)
     h, prev, noise = block.grad_bufs[0], block.grad_bufs[1], block.noise.bufs[0]
@@ -84,10 +85,10 @@ def parts(batch_size: int, repeat: int) -> dict[str, float]:
         block.w.add_(h, alpha=1e-30)
 
     def diagnostics() -> None:
-        block.records["dist"].append(_sq_norms(h))
+        block.records["dist"].append(sq_norms(h))
         block._correction(h, prev, noise)  # (prev grows by h each time: no matter)
 
-    noisy = _Noise(block.w, block.noise.gens, None)
+    noisy = Noise(block.w, block.noise.gens, None)
     out = {
         "batch": best_of(lambda: next(stream), repeat),
         "gradients": best_of(gradients, repeat),

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from layerscope.probes import _sgld, llc
+from layerscope.probes import _sgld_block, llc
 from layerscope.probes._dln import dln_learning_coefficient
 from layerscope.probes._llc_diagnostics import half_drift, split_r_hat
 from probes._rrr import gaussian_nll, rrr_problem
@@ -169,12 +169,13 @@ def test_default_path_is_the_loop_on_cpu() -> None:
     model, x, y = nn.Linear(3, 2), torch.randn(64, 3), torch.randn(64, 2)
     res = llc.estimate(model, (x, y), gaussian_nll, num_chains=2, num_draws=5, burnin=0)
     assert not res.vectorized and res.fallback_reason == ""
-    assert _sgld.prefer_vmap(torch.device("cuda")) and not _sgld.prefer_vmap(torch.device("cpu"))
+    prefer = _sgld_block.prefer_vmap
+    assert prefer(torch.device("cuda")) and not prefer(torch.device("cpu"))
 
 
 def test_model_left_unchanged_and_batchnorm_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # vectorize=None tries vmap on accelerators only; pretend this CPU is one.
-    monkeypatch.setattr(_sgld, "prefer_vmap", lambda device: True)
+    monkeypatch.setattr(_sgld_block, "prefer_vmap", lambda device: True)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
     model.train()

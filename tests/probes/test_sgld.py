@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from layerscope.probes import _sgld, llc
-from layerscope.probes._sgld import SamplerSettings, chain_generator, cycle_batches, run_chains
+from layerscope.probes._sgld import SamplerSettings, cycle_batches, run_chains
+from layerscope.probes._sgld_block import chain_generator
 from probes._rrr import gaussian_nll, rrr_problem
 
 CPU = torch.device("cpu")
