@@ -42,7 +42,7 @@ from layerscope.probes import llc
 from layerscope.probes._llc_data import batches
 from layerscope.probes._sgld import SamplerSettings
 from layerscope.probes._sgld_block import Block, Noise, make_blocks, sq_norms
-from layerscope.probes._sgld_grads import BlockGrads
+from layerscope.probes._sgld_grads import BlockGrads, Layout
 from llc_vs_devinterp import CHAINS, DRAWS, devinterp_run, gaussian_nll, mlp_problem
 
 STEP, GAMMA = 1e-5, 1.0
@@ -68,7 +68,8 @@ def parts(batch_size: int, repeat: int) -> dict[str, float]:
     nbeta = batch_size / math.log(batch_size)
     s = SamplerSettings(CHAINS, DRAWS, STEP, GAMMA, nbeta, seed=0, vectorize=False)
     at_w0 = BlockGrads.copy_at_w0(model, torch.device("cpu"))
-    block: Block = make_blocks(model, gaussian_nll, s, torch.device("cpu"), (1, None), at_w0)[0]
+    layout = Layout.of(model, torch.device("cpu"))
+    block: Block = make_blocks(model, gaussian_nll, s, layout, (1, None), at_w0)[0]
     stream = batches(loader, None, seed=0)
     one = next(stream)
     h, prev, noise = block.grad_bufs[0], block.grad_bufs[1], block.noise.bufs[0]

@@ -52,7 +52,7 @@ def _tensor_source(dataset: Any) -> tuple[TensorDataset, torch.Tensor | None] | 
 
 
 def _gathers(loader: DataLoader[Any]) -> bool:
-    """Whether ``loader`` can be read by :func:`_gathered_batches`: an in-process,
+    """Whether ``loader`` can be read by :class:`_Gathered`: an in-process,
     auto-collating loader of a plain ``TensorDataset`` (or a ``Subset`` of one, as
     ``random_split`` makes) with the default collation."""
     return (
@@ -64,32 +64,32 @@ def _gathers(loader: DataLoader[Any]) -> bool:
     )
 
 
-def _gathered_batches(loader: DataLoader[Any]) -> Iterator[Any]:
-    """The batches ``loader`` would yield, epoch after epoch, each by one gather per
-    tensor instead of B ``__getitem__`` calls and a stack (13x less time per batch of
-    256 rows; docs/benchmarks.md, LLC section).
+class _Gathered:
+    """The epochs of ``loader`` as an iterable (for :func:`cycle_batches`), each batch
+    by one gather per tensor instead of B ``__getitem__`` calls and a stack (13x less
+    time per batch of 256 rows; docs/benchmarks.md, LLC section).
 
     Every epoch draws from torch's random number generators exactly what iterating the
     loader draws (the iterator's base seed, then the sampler's own draws), so a seed
     gives the same batches and leaves the global generator where the loader would.
     Like ``default_collate`` of a tuple sample, a batch is a list of tensors.
     """
-    source = _tensor_source(loader.dataset)
-    assert source is not None and loader.batch_sampler is not None
-    dataset, index_map = source
-    while True:
-        indices = iter(loader.batch_sampler)
+
+    def __init__(self, loader: DataLoader[Any]) -> None:
+        source = _tensor_source(loader.dataset)
+        assert source is not None and loader.batch_sampler is not None
+        self.loader, self.batch_sampler = loader, loader.batch_sampler
+        self.dataset, self.index_map = source
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        indices = iter(self.batch_sampler)
         # What torch.utils.data's _BaseDataLoaderIter draws when it is created.
-        torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
-        empty = True
+        torch.empty((), dtype=torch.int64).random_(generator=self.loader.generator)
         for idx in indices:
-            empty = False
             rows = torch.as_tensor(idx, dtype=torch.long)
-            if index_map is not None:
-                rows = index_map[rows]
-            yield [t[rows.to(t.device)] for t in dataset.tensors]
-        if empty:
-            raise ValueError("data: yielded no batches")
+            if self.index_map is not None:
+                rows = self.index_map[rows]
+            yield [t[rows.to(t.device)] for t in self.dataset.tensors]
 
 
 def describe(data: Any, batch_size: int | None) -> DataInfo:
@@ -131,7 +131,7 @@ def batches(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
         assert batch_size is not None
         return _tensor_batches(list(data), batch_size, seed, single=False)
     if isinstance(data, DataLoader) and _gathers(data):
-        return _gathered_batches(data)
+        return cycle_batches(_Gathered(data))
     return cycle_batches(data)
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from layerscope.probes._sgld_block import Block, make_blocks
-from layerscope.probes._sgld_grads import BlockGrads, LossFn, copy_module
+from layerscope.probes._sgld_grads import BlockGrads, Layout, LossFn, copy_module
 
 __all__ = ["LossFn", "SamplerSettings", "Traces", "copy_module", "run_chains"]
 
@@ -196,14 +196,14 @@ def run_chains(
     block) and restored afterwards.
     """
     stream: Iterator[Any] = itertools.islice(batches, settings.num_steps)
+    layout = Layout.of(model, device)
     at_w0 = BlockGrads.copy_at_w0(model, device)
     heavy = False
     if settings.threads > 1 and device.type == "cpu":
         first = next(stream, None)
         if first is not None:
             stream = itertools.chain([first], stream)
-            size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            heavy = _heavy_gradients(at_w0, loss_fn, first, size)
+            heavy = _heavy_gradients(at_w0, loss_fn, first, layout.w0.numel())
     num_blocks, inner, noisy = _plan(settings.threads, settings.num_chains, heavy)
     before = torch.get_num_threads()
     taken = 0
@@ -213,7 +213,7 @@ def run_chains(
             pool = stack.enter_context(
                 ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
             )
-        blocks = make_blocks(model, loss_fn, settings, device, (num_blocks, pool), at_w0)
+        blocks = make_blocks(model, loss_fn, settings, layout, (num_blocks, pool), at_w0)
         torch.set_num_threads(inner)
         stack.callback(torch.set_num_threads, before)
         if num_blocks > 1:

@@ -209,7 +209,7 @@ def make_blocks(
     model: nn.Module,
     loss_fn: LossFn,
     s: SamplerSettings,
-    device: torch.device,
+    layout: Layout,
     plan: tuple[int, ThreadPoolExecutor | None],
     at_w0: nn.Module,
 ) -> list[Block]:
@@ -218,8 +218,8 @@ def make_blocks(
     The first block takes the baselines on ``at_w0`` when a noise thread computes them;
     otherwise the blocks take turns, each on its own copy at w* (at batch 256 of the
     benchmark MLP, one forward pass is a sixth of a block's step)."""
-    layout = Layout.of(model, device)
     w = layout.w0.unsqueeze(0).repeat(s.num_chains, 1)
+    device = w.device
     gens = [chain_generator(s.seed, c, device) for c in range(s.num_chains)]
     bounds = np.linspace(0, s.num_chains, plan[0] + 1).round().astype(int).tolist()
     out = []
