@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerscope.probes.llc_track import LLCTracker
+from layerscope.track.llc import LLCTracker
 from layerscope.track.store import RunStore
 
 SETTINGS: dict[str, dict[str, Any]] = {

@@ -108,8 +108,8 @@ def markdown(frame: pd.DataFrame) -> str:
 VARIANTS: dict[str, PhaseRules] = {
     "default": PhaseRules(),
     "no new-high condition": PhaseRules(norm_new_high=False),
-    "growth_window 10": PhaseRules(growth_window=10),
-    "growth_window 40": PhaseRules(growth_window=40),
+    "growth 1.5": PhaseRules(growth=1.5),
+    "growth 3": PhaseRules(growth=3.0),
     "trap_scale 0.5": PhaseRules(trap_scale=0.5),
     "trap_scale 2": PhaseRules(trap_scale=2.0),
     "no norm condition": PhaseRules(norm_new_high=False, norm_growth=-np.inf),

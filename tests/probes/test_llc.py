@@ -310,7 +310,7 @@ def test_cuda_matches_cpu_statistically(
 
 def _tracker(x: torch.Tensor, y: torch.Tensor) -> Any:
     """A cheap LLCTracker (2 chains × 20 draws) estimating every 10 steps."""
-    from layerscope.probes.llc_track import LLCTracker
+    from layerscope.track.llc import LLCTracker
 
     options = {"num_chains": 2, "num_draws": 20, "burnin": 5}
     return LLCTracker((x, y), gaussian_nll, every=10, options=options)
@@ -319,7 +319,7 @@ def _tracker(x: torch.Tensor, y: torch.Tensor) -> Any:
 def test_llc_tracker_stores_scalars(
     rrr: tuple[nn.Module, torch.Tensor, torch.Tensor], tmp_path: Path
 ) -> None:
-    from layerscope.probes.llc_track import LLCTracker
+    from layerscope.track.llc import LLCTracker
     from layerscope.track.store import RunStore
 
     model, x, y = rrr

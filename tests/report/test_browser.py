@@ -22,6 +22,7 @@ import layerscope
 from layerscope.report.html import run_html, scan_html, write_html
 from layerscope.results import ScanResult
 from layerscope.track import RunStore
+from layerscope.track.view import read_run
 
 from .conftest import fake_scan
 
@@ -159,7 +160,7 @@ def test_run_report_in_chromium(browser: Any, tmp_path: Path, artifacts: Path) -
             store.log_scan("exp", step, fake_scan(step, 8))
             store.log_scalars("exp", step, test_acc=step / 2000)
         store.log_alert("exp", 1200, "warning", "alpha fell")
-        write_html(tmp_path / "run.html", run_html(store, "exp"))
+        write_html(tmp_path / "run.html", run_html(read_run(store, "exp")))
     browser.get((tmp_path / "run.html").resolve().as_uri())
     assert _errors(browser) == []
     heat = browser.find_element(By.CSS_SELECTOR, "svg.heat")

@@ -25,6 +25,7 @@ from layerscope.report.html.svg import Scale, png
 from layerscope.report.html.training_view import phase_spans
 from layerscope.results import SAMPLE_POINTS, SAMPLE_TAIL, ScanResult, SpectrumSample
 from layerscope.track import RunStore
+from layerscope.track.view import read_run
 
 from .conftest import HOSTILE, fake_scan, hostile_state_dict, read_page, synthetic_scan
 
@@ -207,7 +208,7 @@ def run_store(tmp_path: Path) -> RunStore:
 
 
 def test_training_view(run_store: RunStore) -> None:
-    html = run_html(run_store, HOSTILE)
+    html = run_html(read_run(run_store, HOSTILE))
     page = read_page(html)
     assert {"summary", "metrics", "heatmap", "scalars", "alerts", "steps", "heat-data"} <= page.ids
     images = page.find("image", class_="heat")
@@ -226,9 +227,9 @@ def test_training_view(run_store: RunStore) -> None:
 def test_views_of_empty_and_failed_results(tmp_path: Path) -> None:
     with RunStore(tmp_path / "r.db") as store:
         store.start_run("empty")
-        assert "No successful scan recorded yet" in run_html(store, "empty")
+        assert "No successful scan recorded yet" in run_html(read_run(store, "empty"))
         store.log_error("empty", 10, "boom <x>", "ckpt")
-        assert "boom &lt;x&gt;" in run_html(store, "empty")
+        assert "boom &lt;x&gt;" in run_html(read_run(store, "empty"))
     tiny = layerscope.scan({"a.weight": torch.ones(4, 3), "b.weight": torch.zeros(16, 16)})
     page = scan_html(tiny)
     assert "No layer was analysed" in page and "all zeros" in page

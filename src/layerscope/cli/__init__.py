@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,10 +17,9 @@ from layerscope.cli.commands import (
     cmd_diff,
     cmd_report,
     cmd_scan,
-    cmd_status,
-    cmd_track,
 )
-from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
+from layerscope.cli.llc import add_llc_parser
+from layerscope.cli.track import add_status_parser, add_track_parser
 
 
 def _add_gate_options(p: argparse.ArgumentParser, fail_on_help: str) -> None:
@@ -102,26 +100,6 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_track_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "track",
-        help="scan a directory of checkpoints, in step order, into a run store "
-        "(every metric incl. traps unless --metrics: the phase detector needs them)",
-    )
-    p.add_argument(
-        "directory", help="checkpoint directory (checkpoint-N/, step_N.pt, model_N.safetensors...)"
-    )
-    p.add_argument("--run", help="run name (default: the directory name)")
-    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
-    p.add_argument("--follow", action="store_true", help="keep watching for new checkpoints")
-    p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow")
-    p.add_argument("--quiet", "-q", action="store_true")
-    _add_scan_options(p)
-    _add_html_options(p)
-    add_track_llc_arguments(p)
-    p.set_defaults(func=cmd_track)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all commands."""
     parser = argparse.ArgumentParser(
@@ -164,13 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     _add_html_options(p)
     p.set_defaults(func=cmd_compare)
-    _add_track_parser(sub)
-    p = sub.add_parser("status", help="steps and alerts of a tracked run; exit 1 on alerts")
-    p.add_argument("run", help="run name")
-    p.add_argument("--store", default="layerscope-runs.db", help="SQLite run store file")
-    p.add_argument("--quiet", "-q", action="store_true")
-    _add_html_options(p)
-    p.set_defaults(func=cmd_status)
+    add_track_parser(sub, _add_scan_options, _add_html_options)
+    add_status_parser(sub, _add_html_options)
     p = sub.add_parser("diff", help="difference of two saved scan results (JSON), no recomputing")
     p.add_argument("run_a", help="earlier scan result (.json)")
     p.add_argument("run_b", help="later scan result (.json)")

@@ -1,4 +1,4 @@
-"""The commands of the command line (``layerscope scan|compare|diff|track|status|report``)."""
+"""The commands of the command line (``layerscope scan|compare|diff|report``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from layerscope.cli._io import (
-    EXIT_GATE,
     UserError,
     check_html,
     check_outputs,
@@ -21,7 +17,6 @@ from layerscope.cli._io import (
     html_report,
     resolve_source,
     scan_options,
-    stdout,
     with_progress,
 )
 from layerscope.cli._io import (
@@ -87,78 +82,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return gate(args, rules, result.layers, result.counts)
 
 
-def cmd_track(args: argparse.Namespace) -> int:
-    """``layerscope track DIR``: scan new checkpoints of a run into the run store."""
-    from layerscope.cli.llc import track_hook
-    from layerscope.track import RunStore, track_checkpoints
-    from layerscope.track.checkpoints import TrackEvent
-
-    err = Console(stderr=True, soft_wrap=True)
-    llc = track_hook(args)  # --llc-data: fails here on a bad path, before any scan
-    if llc is not None and not args.quiet:
-        llc.report = lambda line: err.print(escape(line), highlight=False)
-    options = scan_options(args)
-    metrics = options.pop("metrics")
-    if not (args.all or args.metrics):
-        metrics = "all"  # the phase detector's collapse signature needs correlation traps
-    run = args.run or Path(args.directory).resolve().name
-
-    def on_event(event: TrackEvent) -> None:
-        if not args.quiet:
-            style = "green" if event.status == "ok" else "red"
-            err.print(
-                f"[{style}]{event.status}[/] step {event.step} {escape(str(event.source))} "
-                f"{escape(event.message or '')}",
-                highlight=False,
-            )
-
-    store = RunStore(args.store)
-    try:
-        steps = track_checkpoints(
-            args.directory,
-            run,
-            store,
-            metrics=metrics,
-            follow=args.follow,
-            poll_seconds=args.poll,
-            progress=on_event,
-            on_checkpoint=llc,
-            **options,
-        )
-    except KeyboardInterrupt:
-        steps = []
-    if not args.quiet:
-        err.print(f"run {escape(run)}: {len(steps)} new checkpoint(s) scanned into {args.store}")
-    return cmd_status(args, run=run)
-
-
-def cmd_status(args: argparse.Namespace, run: str | None = None) -> int:
-    """``layerscope status RUN``: steps, phases and alerts of a run; exit 1 when it has
-    alerts or its current phase is ``over-fitting``."""
-    from layerscope.functional.phases import OVERFIT
-    from layerscope.report.html import run_html
-    from layerscope.report.terminal_track import render_status
-    from layerscope.track import RunStore
-    from layerscope.track.phases import run_phases
-
-    store = RunStore(args.store, create=False)
-    name = run or args.run
-    steps, alerts = _with_llc(store, name, store.steps(name)), store.alerts(name)
-    phases = run_phases(store, name)
-    if not args.quiet:
-        render_status(name, steps, alerts, stdout(), phases)
-    html_report(args, lambda: run_html(store, name))
-    return EXIT_GATE if len(alerts) or phases.phase == OVERFIT else 0
-
-
-def _with_llc(store: Any, run: str, steps: Any) -> Any:
-    """The steps with the ``llc`` scalar (``track --llc-data``, ``LLCTracker``) when stored."""
-    scalars = store.scalar_history(run)
-    if "llc" not in scalars or "step" not in steps:
-        return steps
-    return steps.merge(scalars[["step", "llc"]], on="step", how="left")
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     """``layerscope report INPUT``: the HTML page of a saved scan/compare result or a run."""
     from layerscope.compare_result import CompareResult
@@ -172,12 +95,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if source.read_bytes()[:16] == b"SQLite format 3\x00":
         if gate_rules:
             raise UserError("--fail-on/--policy apply to scan and compare results, not runs")
+        from layerscope.track.view import read_run
+
         store, run = _open_run(source, args.run)
         args.html = args.output or str(source.with_name(f"{_file_name(run)}.html"))
         try:
-            html_report(args, lambda: run_html(store, run))
+            view = read_run(store, run)
         finally:
             store.close()
+        html_report(args, lambda: run_html(view))
         return 0
     kind = _result_kind(source)
     args.html = args.output or str(source.with_suffix(".html"))

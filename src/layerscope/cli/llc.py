@@ -267,8 +267,8 @@ class TrackLLC:
 
     def __call__(self, store: RunStore, run_id: int, ckpt: Checkpoint) -> None:
         from layerscope.probes.llc import LLCOptions
-        from layerscope.probes.llc_track import log_llc
         from layerscope.track.checkpoints import find_checkpoints
+        from layerscope.track.llc import log_llc
 
         steps = [c.step for c in find_checkpoints(self.root)]
         if ckpt.step in steps and steps.index(ckpt.step) % self.every:

@@ -1,26 +1,29 @@
-"""Training phases from metric trajectories: labels per observation, with hysteresis.
+"""Training phases from metric trajectories, on the training-time axis.
 
 Sources: Martin & Mahoney (JMLR 2021) for the HTSR bands (α > 6 near-random, 2 ≤ α ≤ 6
 well trained, α < 2 over-fit); Prakash & Martin (2025, arXiv 2506.04434) for the
 phases of grokking and generalization collapse (pre-grokking, grokking, anti-grokking);
-SCIENCE.md §5 for why α < 2 and trap counts alone raise false alarms.
+docs/grokking.md for why α < 2 and trap counts alone raise false alarms and what
+separates the runs instead (docs/science.md states the definitions).
 
-Labels, for a layer at observation t (medians over the last ``window`` observations
-damp the fragile tail fit, so every label uses only observations ≤ t):
+Every rule is defined on the training step, not on the number of scans, so one run gives
+the same verdict whether it was scanned 15, 30 or 60 times, log- or linear-spaced
+(:mod:`layerscope.functional._time_windows` has the windows). For a layer at scan t
+(step s), using scans at steps ≤ s only:
 
-* ``over-fitting`` (collapse warning): see :func:`collapse_signature`;
-* ``under-trained``: median α > ``alpha_under`` (random-like spectrum);
-* ``converged``: median α in [``alpha_over``, ``alpha_under``] and within ``settle`` of
-  the median of the window before;
-* ``learning``: anything else (α still moving, or heavy-tailed without the collapse
-  signature).
+* ``over-fitting`` (collapse warning): :func:`collapse_signature`;
+* ``under-trained``: smoothed α > ``alpha_under`` (random-like spectrum);
+* ``cannot-judge``: the collapse rule has no usable earlier scan to compare with (the
+  history is too short or too sparse) or the scan lacks its metrics; the reason says which;
+* ``converged``: smoothed α in [``alpha_over``, ``alpha_under``] and within ``settle`` of
+  the smoothed α one smoothing window earlier;
+* ``learning``: anything else (α still moving, or heavy-tailed without the signature).
 
 The model's label at t: ``over-fitting`` if any layer is; ``under-trained`` if at least
-half the layers are; ``converged`` if every layer is; else ``learning``.
-
-Hysteresis: the reported label changes only after the raw label has been the same new
-value for ``persist`` consecutive observations (it then dates from the first of them),
-so a raw label that alternates never changes the reported one (no flapping).
+half the layers are; ``cannot-judge`` if any layer is; ``converged`` if every layer is;
+else ``learning``. Hysteresis (:func:`debounce`): a new label is reported once it has held
+on at least two scans spanning a factor ``persist`` of training time; it then dates from
+the first of them, so an alternating raw label never changes the reported one.
 """
 
 from __future__ import annotations
@@ -29,59 +32,71 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
+from layerscope.functional._time_windows import (
+    comparison_index,
+    window_median,
+    window_starts,
+)
+
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 UNDER = "under-trained"
 LEARNING = "learning"
 CONVERGED = "converged"
 OVERFIT = "over-fitting"
-PHASES = (UNDER, LEARNING, CONVERGED, OVERFIT)
+UNJUDGED = "cannot-judge"
+PHASES = (UNDER, LEARNING, CONVERGED, OVERFIT, UNJUDGED)
 
 
 @dataclass(frozen=True)
 class PhaseRules:
-    """Thresholds of the phase labels.
+    """Thresholds and time windows of the phase labels (factors of the training step).
 
-    The defaults were chosen on the grokking runs of docs/grokking.md (3 seeds per weight
-    decay, one scan every 1,000 steps): windows count observations (scans), not
-    training steps, so with much denser or sparser scans scale ``window``,
-    ``growth_window`` and ``persist`` to match.
+    The defaults were chosen on the lr 5×10⁻³ grokking runs of docs/grokking.md (3 seeds
+    per weight decay) and checked at several checkpoint cadences there.
 
     Attributes:
         alpha_over, alpha_under: HTSR band [2, 6].
-        window: observations per median (and per trend comparison).
-        settle: most change of the windowed median α for ``converged``.
+        smooth: medians over the scans at steps in [s/smooth, s] ...
+        alpha_scans: ... and, for α, over at least the last ``alpha_scans`` scans, so one
+            jumping tail fit never decides a label.
+        settle: most change of the smoothed α for ``converged``.
         trap_scale: least trap scale (λ_max^shuffled − λ⁺)/λ⁺ of the collapse signature.
-        trap_growth: least growth factor of the windowed trap scale over ``growth_window``
-            observations (the trap is still growing).
-        growth_window: observations between the two medians compared (long: the
-            weight decay control's traps and norms also grow for a while after grokking).
-        norm_growth: least rise of the windowed model weight norm, log10 Σ_l ‖W_l‖_F²,
-            over ``growth_window`` observations (the weights keep growing).
-        norm_new_high: also require the windowed model weight norm to exceed every
-            earlier windowed value up to ``growth_window`` observations ago.
-        persist: observations a new label must last before it is reported (k ≥ 1).
+        trap_growth: least growth factor of the smoothed trap scale since the comparison
+            scan (the trap is still growing).
+        growth: the comparison scan is the last one at a step ≤ s/growth.
+        sparse: the comparison scan must be at a step ≥ s/(growth·sparse); an older one
+            is too far back to say whether anything is growing *now* (``cannot-judge``).
+        norm_growth: least rise of the smoothed model weight norm log10 Σ_l ‖W_l‖_F²
+            since the comparison scan (the weights keep growing).
+        norm_new_high: also require it to exceed every smoothed value up to the
+            comparison scan.
+        persist: a new label is reported once it has held on ≥ 2 scans whose steps span
+            at least this factor.
+        jump: an α more than this factor away from the previous smoothed α is flagged as
+            a jump of the tail fit.
     """
 
     alpha_over: float = 2.0
     alpha_under: float = 6.0
-    window: int = 5
+    smooth: float = 1.25
+    alpha_scans: int = 3
     settle: float = 0.3
     trap_scale: float = 1.0
     trap_growth: float = 1.1
-    growth_window: int = 20
+    growth: float = 2.0
+    sparse: float = 4.0
     norm_growth: float = 0.0
     norm_new_high: bool = True
-    persist: int = 3
+    persist: float = 1.1
+    jump: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("window", "growth_window", "persist"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.alpha_scans, int) or self.alpha_scans < 1:
+            raise ValueError(f"alpha_scans must be a positive integer, got {self.alpha_scans!r}")
         if not 0 < self.alpha_over < self.alpha_under:
             raise ValueError(
                 f"need 0 < alpha_over < alpha_under, got {self.alpha_over}, {self.alpha_under}"
@@ -89,8 +104,12 @@ class PhaseRules:
         for name in ("settle", "trap_scale"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.trap_growth >= 1:
-            raise ValueError(f"trap_growth must be >= 1, got {self.trap_growth}")
+        for name in ("smooth", "trap_growth", "sparse", "persist"):
+            if not getattr(self, name) >= 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("growth", "jump"):
+            if not getattr(self, name) > 1:
+                raise ValueError(f"{name} must be > 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -98,11 +117,11 @@ class LayerTrajectory:
     """One layer's metrics at increasing steps (NaN where a metric was not computed).
 
     Attributes:
-        steps: observation steps, strictly increasing.
+        steps: training steps of the scans, strictly increasing, ≥ 0.
         alpha: power-law α; trap_scale: (λ_max^shuffled − λ⁺)/λ⁺ (``traps`` group).
     """
 
-    steps: NDArray[np.int64]
+    steps: IntArray
     alpha: FloatArray
     trap_scale: FloatArray
 
@@ -116,11 +135,13 @@ class LayerTrajectory:
                 )
         if n > 1 and not np.all(np.diff(self.steps) > 0):
             raise ValueError("steps must be strictly increasing")
+        if n and self.steps[0] < 0:
+            raise ValueError(f"steps must be >= 0, got {int(self.steps[0])}")
 
     @classmethod
     def from_arrays(
         cls,
-        steps: Sequence[int] | NDArray[np.int64],
+        steps: Sequence[int] | IntArray,
         alpha: Sequence[float] | FloatArray,
         trap_scale: Sequence[float] | FloatArray | None = None,
     ) -> LayerTrajectory:
@@ -133,8 +154,8 @@ class LayerTrajectory:
 def model_log_norm(log_norms: Sequence[Sequence[float]] | FloatArray) -> FloatArray:
     """log10 Σ_l ‖W_l‖_F² per step from the layers' ``log_norm`` = log10 ‖W_l‖_F².
 
-    ``log_norms[layer][t]``; the squared L2 norm of Golechha 2024 on a log scale. NaN
-    where any layer lacks a value.
+    ``log_norms[layer][t]``; the squared L2 norm of Golechha 2024 (arXiv 2405.12755) on a
+    log scale. NaN where any layer lacks a value.
     """
     x = np.asarray(log_norms, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -147,14 +168,18 @@ def model_log_norm(log_norms: Sequence[Sequence[float]] | FloatArray) -> FloatAr
 
 @dataclass(frozen=True)
 class PhaseTrack:
-    """Labels over observations: ``raw`` (instantaneous), ``phase`` (with hysteresis),
-    ``since`` (step where the reported phase began), ``reason`` (why the raw label)."""
+    """Labels over scans: ``raw`` (instantaneous), ``phase`` (with hysteresis), ``since``
+    (step where the reported phase's evidence began), ``confirmed`` (step at which the
+    reported phase was first reported), ``reason`` (why the raw label) and ``jump``
+    (the tail fit jumped at this scan; layers only)."""
 
-    steps: NDArray[np.int64]
+    steps: IntArray
     raw: tuple[str, ...]
     phase: tuple[str, ...]
     since: tuple[int, ...]
+    confirmed: tuple[int, ...]
     reason: tuple[str, ...]
+    jump: tuple[bool, ...] = ()
 
     def changes(self) -> list[tuple[int, int, str]]:
         """(step confirmed, step since, phase) of every change of the reported phase."""
@@ -165,171 +190,223 @@ class PhaseTrack:
         return out
 
 
-def rolling_median(values: FloatArray, window: int) -> FloatArray:
-    """Median of the finite values among the last ``window`` observations, per observation
-    (NaN where there are none).
+def readiness(
+    steps: IntArray, trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
+) -> list[str | None]:
+    """Per scan: why the collapse rule cannot judge it, or ``None`` when it can.
 
-    Vectorised over observations: each window is sorted (NaN sorts last), and the median
-    is the mean of the middle pair among its k finite values.
+    It can when the scan has a trap scale and a model norm, and an earlier scan exists at
+    a step in [s/(growth·sparse), s/growth] (a known state to compare with).
     """
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] == 0:
-        return np.empty(0)
-    padded = np.concatenate([np.full(window - 1, np.nan), v])
-    padded[~np.isfinite(padded)] = np.nan
-    ordered = np.sort(sliding_window_view(padded, window), axis=1)
-    k = np.count_nonzero(np.isfinite(ordered), axis=1)
-    lo = np.take_along_axis(ordered, np.maximum(k - 1, 0)[:, None] // 2, axis=1)[:, 0]
-    hi = np.take_along_axis(ordered, (k // 2)[:, None], axis=1)[:, 0]
-    return np.asarray(np.where(k > 0, (lo + hi) / 2.0, np.nan), dtype=np.float64)
+    comp = comparison_index(steps, rules.growth)
+    out: list[str | None] = []
+    for t, c in enumerate(comp):
+        s = int(steps[t])
+        lo, hi = s / (rules.growth * rules.sparse), s / rules.growth
+        need = f"a scan between steps {lo:,.0f} and {hi:,.0f}"
+        if not np.isfinite(trap_scale[t]):
+            out.append("no correlation-trap metrics at this scan (scan with metrics='all')")
+        elif not np.isfinite(model_norm[t]):
+            out.append("no weight norm (log_norm) for every layer at this scan")
+        elif c < 0:
+            out.append(
+                f"{t + 1} scan(s) over steps {int(steps[0]):,}–{s:,}; the collapse rule "
+                f"compares step {s:,} with {need}, and none is that early yet"
+            )
+        elif steps[c] * rules.growth * rules.sparse < s:
+            out.append(
+                f"scans too sparse: the last scan before step {s:,} at or below half of it is "
+                f"at {int(steps[c]):,}; the collapse rule needs {need}"
+            )
+        else:
+            out.append(None)
+    return out
 
 
 def collapse_signature(
-    trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
+    steps: IntArray, trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
 ) -> list[str | None]:
-    """Per observation: why it shows the collapse signature, or ``None``.
+    """Per scan: why it shows the collapse signature, or ``None``.
 
-    With medians m(·) over ``window`` observations, now (t) and ``growth_window``
-    observations earlier (t0), and ``model_norm`` = :func:`model_log_norm` at the same
-    steps, the signature *starts* when
+    With m(·) the median over the smoothing window, t0 the comparison scan (the last at a
+    step ≤ s/``growth``; see :func:`readiness`), the signature *starts* when
 
         m(trap)(t) ≥ ``trap_scale``  and  m(trap)(t) ≥ ``trap_growth`` · m(trap)(t0)
         and  m(norm)(t) − m(norm)(t0) > ``norm_growth``
         and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)     (if ``norm_new_high``)
 
     and *lasts* while m(trap)(t) ≥ ``trap_scale`` and m(norm)(t) − m(norm)(t0) >
-    ``norm_growth`` (a Schmitt trigger: a trap that stops growing but stays large while
-    the weights keep growing keeps the warning on; the weights ceasing to grow, or the
-    trap shrinking below the threshold, ends it).
+    ``norm_growth`` (a Schmitt trigger). A scan the rule cannot judge ends it.
 
-    A correlation trap (structure that survives shuffling: a few large entries, a mean
-    shift) that is large *and still growing while the model's weights grow to new
-    highs*. Neither part alone separates the runs of SCIENCE.md §5: with weight decay
-    0.01 the traps grow large (and α falls below 2) for a while after grokking, and
-    the weight norm rises a little, yet stays below its initial value and no collapse
-    follows; without weight decay the norm grows throughout and the traps with it
-    (docs/grokking.md).
+    A correlation trap (structure that survives shuffling) that is large *and still
+    growing while the model's weights grow to new highs*. Neither part alone separates
+    the runs of docs/grokking.md: with weight decay the traps grow large (and α falls
+    below 2) for a while after grokking, but the weight norm stays below its initial
+    value and no collapse follows; without it the norm grows throughout and the traps
+    with it.
     """
-    trap = rolling_median(np.asarray(trap_scale, dtype=np.float64), rules.window)
-    norm = rolling_median(np.asarray(model_norm, dtype=np.float64), rules.window)
+    starts_at = window_starts(steps, rules.smooth, 1)
+    trap = window_median(trap_scale, starts_at)
+    norm = window_median(model_norm, starts_at)
     peaks = np.fmax.accumulate(norm)  # running maximum, NaN ignored
+    comp = comparison_index(steps, rules.growth)
+    ready = readiness(steps, trap_scale, model_norm, rules)
     out: list[str | None] = []
     active = False
-    for t in range(trap.shape[0]):
-        t0 = t - rules.growth_window
-        if t0 < rules.window - 1 or not np.all(np.isfinite([trap[t], trap[t0], norm[t], norm[t0]])):
+    for t, c in enumerate(comp):
+        if ready[t] is not None or not np.all(np.isfinite([trap[c], norm[c]])):
             active = False
             out.append(None)
             continue
-        rose = norm[t] - norm[t0]
+        rose = norm[t] - norm[c]
         lasts = trap[t] >= rules.trap_scale and rose > rules.norm_growth
-        peak = float(peaks[t0]) if rules.norm_new_high else -np.inf
-        starts = lasts and trap[t] >= rules.trap_growth * trap[t0] and norm[t] >= peak
+        peak = float(peaks[c]) if rules.norm_new_high else -np.inf
+        starts = lasts and trap[t] >= rules.trap_growth * trap[c] and norm[t] >= peak
         active = lasts and (active or starts)
         out.append(
-            f"trap scale {trap[t]:.2f} (from {trap[t0]:.2f}) while the model's "
-            f"log10 weight norm² rose {rose:+.3f}"
+            f"trap scale {trap[t]:.2f} (from {trap[c]:.2f} at step {int(steps[c]):,}) while the "
+            f"model's log10 weight norm² rose {rose:+.3f}"
             if active
             else None
         )
     return out
 
 
+def alpha_jumps(alpha: FloatArray, smoothed: FloatArray, factor: float) -> list[bool]:
+    """Whether α at each scan is more than ``factor`` away from the previous smoothed α
+    (a tail fit that jumped between neighbouring checkpoints; the first scan never)."""
+    out = [False]
+    for t in range(1, alpha.shape[0]):
+        a, prev = float(alpha[t]), float(smoothed[t - 1])
+        ok = np.isfinite(a) and np.isfinite(prev) and a > 0 and prev > 0
+        out.append(bool(ok and abs(np.log(a / prev)) > np.log(factor)))
+    return out
+
+
 def raw_layer_phases(
     traj: LayerTrajectory, rules: PhaseRules, model_norm: FloatArray | None = None
-) -> tuple[list[str], list[str]]:
-    """Instantaneous labels and reasons at every observation (causal: uses t' ≤ t only).
+) -> tuple[list[str], list[str], list[bool]]:
+    """Instantaneous labels, reasons and α jumps at every scan (causal: scans ≤ t only).
 
     ``model_norm``: :func:`model_log_norm` at the layer's steps (``None``: unknown, so
-    the collapse signature is never found).
+    the collapse rule can never judge).
     """
     n = traj.steps.shape[0]
     norm = np.full(n, np.nan) if model_norm is None else np.asarray(model_norm, dtype=float)
     if norm.shape != (n,):
         raise ValueError(f"model_norm must have one value per step ({n}), got {norm.shape}")
+    signature = collapse_signature(traj.steps, traj.trap_scale, norm, rules)
+    ready = readiness(traj.steps, traj.trap_scale, norm, rules)
+    medians = window_median(traj.alpha, window_starts(traj.steps, rules.smooth, rules.alpha_scans))
+    earlier = comparison_index(traj.steps, rules.smooth)
     labels: list[str] = []
     reasons: list[str] = []
-    w = rules.window
-    signature = collapse_signature(traj.trap_scale, norm, rules)
-    medians = rolling_median(traj.alpha, w)
     for t in range(n):
         alpha = float(medians[t])
-        before = float(medians[t - w]) if t >= w else float("nan")
-        collapse = signature[t]
-        if collapse is not None:
-            label, why = OVERFIT, collapse
-        elif not np.isfinite(alpha):
-            label, why = LEARNING, "no alpha yet"
-        elif alpha > rules.alpha_under:
-            label, why = UNDER, f"median alpha {alpha:.2f} > {rules.alpha_under:g}"
-        elif alpha >= rules.alpha_over and abs(alpha - before) <= rules.settle:
-            label, why = CONVERGED, f"median alpha {alpha:.2f} steady (was {before:.2f})"
-        elif alpha < rules.alpha_over:
-            label = LEARNING
-            why = f"median alpha {alpha:.2f} < {rules.alpha_over:g}, without the collapse signature"
-        else:
-            label, why = LEARNING, f"median alpha {alpha:.2f} (was {before:.2f})"
+        before = float(medians[earlier[t]]) if earlier[t] >= 0 else float("nan")
+        label, why = _layer_label(alpha, before, signature[t], ready[t], rules)
         labels.append(label)
         reasons.append(why)
-    return labels, reasons
+    return labels, reasons, alpha_jumps(traj.alpha, medians, rules.jump)
 
 
-def debounce(raw: Sequence[str], steps: Sequence[int], persist: int) -> tuple[list[str], list[int]]:
-    """Reported labels with hysteresis, and the step each reported label dates from.
+def _layer_label(
+    alpha: float, before: float, collapse: str | None, unready: str | None, rules: PhaseRules
+) -> tuple[str, str]:
+    """One layer's raw label and reason at one scan, in the module docstring's order."""
+    if collapse is not None:
+        return OVERFIT, collapse
+    if np.isfinite(alpha) and alpha > rules.alpha_under:
+        return UNDER, f"smoothed alpha {alpha:.2f} > {rules.alpha_under:g}"
+    if unready is not None:
+        return UNJUDGED, unready
+    if not np.isfinite(alpha):
+        return LEARNING, "no alpha yet"
+    if alpha >= rules.alpha_over and abs(alpha - before) <= rules.settle:
+        return CONVERGED, f"smoothed alpha {alpha:.2f} steady (was {before:.2f})"
+    if alpha < rules.alpha_over:
+        return LEARNING, (
+            f"smoothed alpha {alpha:.2f} < {rules.alpha_over:g}, without the collapse signature"
+        )
+    return LEARNING, f"smoothed alpha {alpha:.2f} (was {before:.2f})"
 
-    The first observation's raw label is reported at once; afterwards the reported label
-    switches to a new value only when the last ``persist`` raw labels all equal it.
+
+def debounce(
+    raw: Sequence[str], steps: Sequence[int], persist: float
+) -> tuple[list[str], list[int], list[int]]:
+    """Reported labels with hysteresis, the step each dates from, and the step it was
+    first reported (confirmed).
+
+    The first scan's raw label is reported at once. Afterwards the reported label switches
+    to a new value at scan i when the raw labels of scans j..i all equal it, j < i, and
+    step_i ≥ ``persist`` · step_j (two scans at least, spanning a factor of training time).
     """
-    if persist < 1:
-        raise ValueError(f"persist must be a positive integer, got {persist}")
+    if not persist >= 1:
+        raise ValueError(f"persist must be >= 1, got {persist}")
     phase: list[str] = []
     since: list[int] = []
+    confirmed: list[int] = []
+    start = 0  # first scan of the current run of equal raw labels
     for i, label in enumerate(raw):
         if i == 0:
             phase.append(label)
             since.append(int(steps[0]))
+            confirmed.append(int(steps[0]))
             continue
-        current, start = phase[-1], since[-1]
-        run = raw[max(0, i - persist + 1) : i + 1]
-        if label != current and len(run) == persist and all(x == label for x in run):
-            current, start = label, int(steps[i - persist + 1])
+        if label != raw[i - 1]:
+            start = i
+        current, first, seen = phase[-1], since[-1], confirmed[-1]
+        if label != current and start < i and steps[i] >= persist * steps[start]:
+            current, first, seen = label, int(steps[start]), int(steps[i])
         phase.append(current)
-        since.append(start)
-    return phase, since
+        since.append(first)
+        confirmed.append(seen)
+    return phase, since, confirmed
 
 
 def layer_phases(
     traj: LayerTrajectory, rules: PhaseRules | None = None, model_norm: FloatArray | None = None
 ) -> PhaseTrack:
-    """Raw and reported (hysteresis) phase labels of one layer over its observations."""
+    """Raw and reported (hysteresis) phase labels of one layer over its scans."""
     rules = rules or PhaseRules()
-    raw, reasons = raw_layer_phases(traj, rules, model_norm)
-    phase, since = debounce(raw, traj.steps.tolist(), rules.persist)
-    return PhaseTrack(traj.steps, tuple(raw), tuple(phase), tuple(since), tuple(reasons))
+    raw, reasons, jumps = raw_layer_phases(traj, rules, model_norm)
+    phase, since, confirmed = debounce(raw, traj.steps.tolist(), rules.persist)
+    return PhaseTrack(
+        traj.steps,
+        tuple(raw),
+        tuple(phase),
+        tuple(since),
+        tuple(confirmed),
+        tuple(reasons),
+        tuple(jumps),
+    )
 
 
 def model_label(layer_labels: Sequence[str]) -> str:
-    """Model label from its layers' labels at one observation (see the module docstring)."""
+    """Model label from its layers' labels at one scan (see the module docstring)."""
     if not layer_labels:
         raise ValueError("model_label needs at least one layer label")
     if OVERFIT in layer_labels:
         return OVERFIT
     if 2 * sum(x == UNDER for x in layer_labels) >= len(layer_labels):
         return UNDER
+    if UNJUDGED in layer_labels:
+        return UNJUDGED
     if all(x == CONVERGED for x in layer_labels):
         return CONVERGED
     return LEARNING
 
 
 def model_phases(
-    steps: Sequence[int] | NDArray[np.int64],
+    steps: Sequence[int] | IntArray,
     layer_raw: Sequence[Sequence[str]],
     rules: PhaseRules | None = None,
 ) -> PhaseTrack:
     """Model-level labels from the layers' raw labels (``layer_raw[layer][t]``).
 
     The model's raw label is :func:`model_label` of the layers' raw labels; hysteresis
-    is then applied to the model's own sequence. The reason names the layers behind it.
+    is then applied to the model's own sequence. The reason names the layers behind it
+    (by index).
     """
     rules = rules or PhaseRules()
     s = np.asarray(steps, dtype=np.int64)
@@ -343,8 +420,8 @@ def model_phases(
         raw.append(label)
         idx = [str(i) for i, x in enumerate(at_t) if x == label]
         reasons.append(f"layers {', '.join(idx)}: {label}")
-    phase, since = debounce(raw, s.tolist(), rules.persist)
-    return PhaseTrack(s, tuple(raw), tuple(phase), tuple(since), tuple(reasons))
+    phase, since, confirmed = debounce(raw, s.tolist(), rules.persist)
+    return PhaseTrack(s, tuple(raw), tuple(phase), tuple(since), tuple(confirmed), tuple(reasons))
 
 
 __all__ = [
@@ -353,9 +430,11 @@ __all__ = [
     "OVERFIT",
     "PHASES",
     "UNDER",
+    "UNJUDGED",
     "LayerTrajectory",
     "PhaseRules",
     "PhaseTrack",
+    "alpha_jumps",
     "collapse_signature",
     "debounce",
     "layer_phases",
@@ -363,5 +442,5 @@ __all__ = [
     "model_log_norm",
     "model_phases",
     "raw_layer_phases",
-    "rolling_median",
+    "readiness",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +13,7 @@ from layerscope.report.terminal import fmt_num
 
 if TYPE_CHECKING:
     from layerscope.track.phases import RunPhases
+    from layerscope.track.view import RunView
 
 STEP_COLUMNS = (
     "alpha",
@@ -56,15 +56,11 @@ def render_phases(phases: RunPhases) -> Table:
     return table
 
 
-def render_status(
-    run: str,
-    steps: pd.DataFrame,
-    alerts: pd.DataFrame,
-    console: Console,
-    phases: RunPhases | None = None,
-) -> None:
-    """One row per recorded step (status and the summary means), phases, then the alerts."""
-    table = Table(title=f"Run {escape(run)}", header_style="bold")
+def render_status(view: RunView, console: Console) -> None:
+    """One row per recorded step (status and the summary means), phases, then the alerts
+    (raised step and the step their evidence dates from; replayed ones marked)."""
+    steps = view.steps
+    table = Table(title=f"Run {escape(view.run)}", header_style="bold")
     shown = [c for c in STEP_COLUMNS if c in steps]
     for col in ("step", "status", *shown, "source"):
         table.add_column(col, justify="left" if col in ("status", "source") else "right")
@@ -79,18 +75,27 @@ def render_status(
             escape(source[-60:]),
         )
     parts: list[Table | Text] = [table]
-    if phases is not None and len(phases.model):
-        parts.append(render_phases(phases))
-    if len(alerts):
-        at = Table(title="Alerts", header_style="bold red")
-        for col in ("step", "level", "message"):
-            at.add_column(col)
-        for _, a in alerts.iterrows():
-            at.add_row(str(a["step"]), str(a["level"]), escape(str(a["message"])))
-        parts.append(at)
-    elif phases is not None and phases.phase == "over-fitting":
-        note = f"no stored alerts, but the run is over-fitting since step {phases.since}"
-        parts.append(Text(note + " (collapse warning)", style="bold red"))
-    else:
-        parts.append(Text("no alerts", style="green"))
+    if len(view.phases.model):
+        parts.append(render_phases(view.phases))
+        note = f"model: {view.phases.phase} — {view.phases.reason}"
+        parts.append(Text(note, style=PHASE_STYLES.get(view.phases.phase, "")))
+    jumps = view.phases.jumps()
+    if len(jumps):
+        listed = ", ".join(f"{n} at {s}" for n, s in zip(jumps["name"], jumps["step"], strict=True))
+        parts.append(Text(f"alpha jumps (tail fit; smoothed for the labels): {listed}", "dim"))
+    parts.append(_alerts(view))
     console.print(Group(*parts))
+
+
+def _alerts(view: RunView) -> Table | Text:
+    if not len(view.alerts):
+        return Text("no alerts", style="green")
+    table = Table(title="Alerts", header_style="bold red")
+    for col in ("raised at", "evidence from", "level", "message"):
+        table.add_column(col, justify="left" if col in ("level", "message") else "right")
+    for _, a in view.alerts.iterrows():
+        message = str(a["message"])
+        if not a["stored"]:
+            message += " (replayed from the stored scans; not stored: tracked without the detector)"
+        table.add_row(str(a["step"]), str(a["evidence_step"]), str(a["level"]), escape(message))
+    return table

@@ -13,16 +13,14 @@ Only the main process (rank 0) monitors; other ranks do nothing.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from layerscope.track._options import scan_kwargs, tracking_metrics
-from layerscope.track.monitor import Detector, Monitor
-from layerscope.track.store import Alert, RunStore
+from layerscope.track.monitor import Monitor
+from layerscope.track.options import TrackOptions
 
 _C = TypeVar("_C", bound="_MonitorCallback")
 _CONCRETE: dict[tuple[type, type], type] = {}
@@ -91,36 +89,19 @@ class _MonitorCallback:
         every: int = 100,
         *,
         run: str | None = None,
-        store: RunStore | str | os.PathLike[str] | None = None,
-        metrics: str | tuple[str, ...] | None = None,
-        time_budget: float | None = None,
-        background: bool = True,
-        on_alert: Callable[[Alert], None] | None = None,
-        detector: Detector | Literal["phases"] | None = "phases",
         stop_on_alert: bool = False,
-        probe: torch.Tensor | None = None,
-        **options: Any,
+        options: TrackOptions | None = None,
+        **kwargs: Any,
     ) -> None:
-        chosen = tracking_metrics(metrics, detector)
-        scan_kwargs(chosen, options)
+        self.options = TrackOptions.build(options, every=every, **kwargs)
         self.run = run
         self.stop_on_alert = stop_on_alert
         self.monitor: Monitor | None = None
-        self._options: dict[str, Any] = {
-            "every": every,
-            "store": store,
-            "metrics": metrics,
-            "time_budget": time_budget,
-            "background": background,
-            "on_alert": on_alert,
-            "detector": detector,
-            "probe": probe,
-            **options,
-        }
 
     def _start(self, model: torch.nn.Module, run: str, framework: str) -> None:
         self.close()
-        self.monitor = Monitor(model, run=run, meta={"framework": framework}, **self._options)
+        meta = {**(self.options.meta or {}), "framework": framework}
+        self.monitor = Monitor(model, self.options, run=run, meta=meta)
 
     def _should_stop(self) -> bool:
         monitor = self.monitor
@@ -147,10 +128,11 @@ class LayerscopeLightningCallback(_MonitorCallback):
     """PyTorch Lightning callback: scans every ``every`` global steps, logs the metrics.
 
     Logged scalars: ``trainer.callback_metrics`` every ``log_every_n_steps`` training
-    batches and after each validation. Arguments are those of :class:`Monitor` (a
-    ``probe`` batch adds the baseline measures), plus ``stop_on_alert`` (set
-    ``trainer.should_stop`` on a warning or error alert). The
-    run name defaults to the logger's name and version, else the LightningModule class.
+    batches and after each validation. Arguments: ``every``, ``options`` and every
+    :class:`~layerscope.track.options.TrackOptions` field or scan option by name, as for
+    :class:`Monitor`, plus ``run`` and ``stop_on_alert`` (set ``trainer.should_stop`` on a
+    warning or error alert). The run name defaults to the logger's name and version,
+    else the LightningModule class.
 
     Raises:
         ImportError: PyTorch Lightning is not installed.
@@ -196,10 +178,11 @@ class LayerscopeHFCallback(_MonitorCallback):
     """Hugging Face ``TrainerCallback``: scans every ``every`` global steps, logs ``logs``.
 
     Every numeric entry the Trainer logs (loss, learning_rate, eval_loss...) is stored at
-    the current global step. Arguments are those of :class:`Monitor` (a ``probe`` batch
-    adds the baseline measures), plus ``stop_on_alert`` (set
-    ``control.should_training_stop`` on a warning or error alert).
-    The run name defaults to ``args.run_name``, else the output directory's name.
+    the current global step. Arguments: ``every``, ``options`` and every
+    :class:`~layerscope.track.options.TrackOptions` field or scan option by name, as for
+    :class:`Monitor`, plus ``run`` and ``stop_on_alert`` (set
+    ``control.should_training_stop`` on a warning or error alert). The run name defaults
+    to ``args.run_name``, else the output directory's name.
 
     Raises:
         ImportError: transformers is not installed.

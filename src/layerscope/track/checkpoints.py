@@ -32,8 +32,9 @@ from typing import Any
 
 from layerscope.adapters import SourceError
 from layerscope.scan import scan
-from layerscope.track._options import scan_kwargs
+from layerscope.track.options import TrackOptions
 from layerscope.track.store import RunRef, RunStore
+from layerscope.track.tracker import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -130,16 +131,22 @@ def _age(path: Path) -> float:
 
 
 @dataclass
-class _Tracker:
-    """One ``track_checkpoints`` call's state: where to read, where to write, how to scan."""
+class _Poller:
+    """One ``track_checkpoints`` call's state: where to read, the run, how to scan."""
 
     root: Path
-    store: RunStore
-    run_id: int
-    scan_kwargs: dict[str, Any]
+    tracker: Tracker
     settle_seconds: float
     progress: Callable[[TrackEvent], None] | None
     on_checkpoint: CheckpointHook | None = None
+
+    @property
+    def store(self) -> RunStore:
+        return self.tracker.store
+
+    @property
+    def run_id(self) -> int:
+        return self.tracker.run_id
 
     def pending(self) -> list[tuple[Checkpoint, str]]:
         """Checkpoints not yet stored from the same source (errors: only if changed since)."""
@@ -173,7 +180,7 @@ class _Tracker:
         for done, (ckpt, fp) in enumerate(todo, start=1):
             source = str(ckpt.path)
             try:
-                result = scan(ckpt.path, **self.scan_kwargs)
+                result = scan(ckpt.path, **self.tracker.options.scan_kwargs())
             except SourceError as exc:
                 logger.warning("skipping checkpoint %s: %s", ckpt.path, exc)
                 self.store.log_error(self.run_id, ckpt.step, str(exc), source, fingerprint=fp)
@@ -181,7 +188,7 @@ class _Tracker:
             else:
                 if self.on_checkpoint is not None:
                     self.on_checkpoint(self.store, self.run_id, ckpt)
-                self.store.log_scan(self.run_id, ckpt.step, result, source, fingerprint=fp)
+                self.tracker.record(ckpt.step, result, source, fingerprint=fp)
                 logger.info("scanned checkpoint %s (step %d)", ckpt.path, ckpt.step)
                 scanned.append(ckpt.step)
                 event = TrackEvent(ckpt.step, source, "ok", done, len(todo))
@@ -193,9 +200,8 @@ class _Tracker:
 def track_checkpoints(
     directory: str | os.PathLike[str],
     run: RunRef,
-    store: RunStore | str | os.PathLike[str],
+    store: RunStore | str | os.PathLike[str] | None = None,
     *,
-    metrics: str | tuple[str, ...] = "default",
     follow: bool = False,
     poll_seconds: float = 30.0,
     settle_seconds: float | None = None,
@@ -203,15 +209,20 @@ def track_checkpoints(
     stop: threading.Event | None = None,
     progress: Callable[[TrackEvent], None] | None = None,
     on_checkpoint: CheckpointHook | None = None,
-    **options: Any,
+    options: TrackOptions | None = None,
+    **kwargs: Any,
 ) -> list[int]:
     """Scan the checkpoints of ``directory`` that ``run`` does not have yet, in step order.
+
+    Each scan is stored and the detector run after it, exactly as in a
+    :class:`~layerscope.track.Monitor` (:class:`~layerscope.track.tracker.Tracker`): by
+    default the phase detector, with every metric scanned, and its alerts stored.
 
     Args:
         directory: a directory holding checkpoints (see the module docstring for layouts).
         run: run name (created or resumed) or id of an existing run.
-        store: a :class:`RunStore` or the path of its database file.
-        metrics: metric groups to compute (as for :func:`layerscope.scan`).
+        store: a :class:`RunStore` or the path of its database file (default: ``options``'
+            store, else ``./layerscope-runs.db``).
         follow: keep polling for new checkpoints until ``stop`` is set or ``max_polls``.
         poll_seconds: wait between polls in follow mode.
         settle_seconds: leave checkpoints modified more recently than this for a later
@@ -221,10 +232,14 @@ def track_checkpoints(
         progress: called with a :class:`TrackEvent` after each checkpoint.
         on_checkpoint: called as ``on_checkpoint(store, run_id, checkpoint)`` for each
             checkpoint scanned successfully, before its scan is stored, to record more at
-            its step (e.g. :func:`layerscope.probes.llc_track.log_llc`). If it raises, the
-            scan is not stored (the checkpoint stays pending) and the exception propagates.
-        **options: further :func:`layerscope.scan` options (``seed``, ``include``,
-            ``allow_unsafe_pickle``...).
+            its step (e.g. the LLC, :func:`layerscope.track.llc.log_llc`). If it raises,
+            the scan is not stored (the checkpoint stays pending) and the exception
+            propagates.
+        options: :class:`~layerscope.track.options.TrackOptions` (those needing a live
+            model, such as ``every`` or ``probe``, are refused).
+        **kwargs: ``TrackOptions`` fields by name (``metrics``, ``detector``, ``rules``,
+            ``on_alert``, ``seed``, ``meta``...) and further :func:`layerscope.scan`
+            options (``include``, ``allow_unsafe_pickle``...).
 
     Returns:
         The steps scanned and stored by this call, in order (errors are not included).
@@ -232,7 +247,14 @@ def track_checkpoints(
     Raises:
         ValueError: ``directory`` is not a directory, invalid options, or an unknown run id.
     """
-    kwargs = scan_kwargs(metrics, options)
+    opts = TrackOptions.build(options, **kwargs)
+    if store is not None:
+        opts = TrackOptions.build(opts, store=store)
+    if opts.live_only():
+        raise ValueError(
+            f"track_checkpoints: {', '.join(opts.live_only())} need(s) a live model "
+            "(use Monitor or a training callback)"
+        )
     root = Path(directory).resolve()
     if not root.is_dir():
         raise ValueError(f"checkpoint directory does not exist: {root}")
@@ -240,19 +262,16 @@ def track_checkpoints(
         raise ValueError("poll_seconds must be >= 0 and max_polls >= 1")
     if settle_seconds is None:
         settle_seconds = FOLLOW_SETTLE_SECONDS if follow else 0.0
-    owned = not isinstance(store, RunStore)
-    db = RunStore(store) if not isinstance(store, RunStore) else store
+    tracker = Tracker(opts, run, {"checkpoints": str(root)})
     try:
-        run_id = db.start_run(run, {"checkpoints": str(root)}) if isinstance(run, str) else run
-        tracker = _Tracker(root, db, run_id, kwargs, settle_seconds, progress, on_checkpoint)
-        return _loop(tracker, follow, poll_seconds, max_polls, stop or threading.Event())
+        poller = _Poller(root, tracker, settle_seconds, progress, on_checkpoint)
+        return _loop(poller, follow, poll_seconds, max_polls, stop or threading.Event())
     finally:
-        if owned:
-            db.close()
+        tracker.close()
 
 
 def _loop(
-    tracker: _Tracker,
+    tracker: _Poller,
     follow: bool,
     poll_seconds: float,
     max_polls: int | None,

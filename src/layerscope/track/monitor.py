@@ -18,28 +18,25 @@ training loop.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from layerscope.scan import scan
-from layerscope.track._options import scan_kwargs, tracking_metrics
-from layerscope.track.store import DEFAULT_PATH, Alert, RunStore
+from layerscope.track.options import Detector, TrackOptions
+from layerscope.track.store import Alert
+from layerscope.track.tracker import Tracker
 
 if TYPE_CHECKING:
-    from layerscope.probes.llc_track import LLCTracker
+    from layerscope.track.llc import LLCTracker
 
 logger = logging.getLogger(__name__)
-
-Detector = Callable[[RunStore, int, int], Iterable[Alert]]
-"""Called as ``detector(store, run_id, step)`` after each stored scan; yields alerts."""
 
 
 @dataclass
@@ -108,99 +105,67 @@ def snapshot(model: torch.nn.Module) -> torch.nn.Module:
     return root
 
 
-def _resolve_detector(detector: Detector | Literal["phases"] | None) -> Detector | None:
-    """``"phases"`` -> a new :class:`~layerscope.track.phases.PhaseDetector`."""
-    if detector == "phases":
-        from layerscope.track.phases import PhaseDetector
-
-        return PhaseDetector()
-    if detector is not None and not callable(detector):
-        raise ValueError(f"detector must be callable, 'phases' or None, got {detector!r}")
-    return detector
-
-
 class Monitor:
     """Scan a model every ``every`` steps into a :class:`RunStore`, without stopping training.
 
     Args:
         model: the model being trained (any device; parameters are copied to the CPU).
-        every: scan when the step reaches a new multiple of ``every`` (and at the first step).
+        options: a :class:`~layerscope.track.options.TrackOptions` (every tracking entry
+            point takes the same options).
         run: run name in the store (resumed when it exists); default ``run-<time>``.
-        store: a :class:`RunStore`, a database path, or ``None`` for ``./layerscope-runs.db``.
-        metrics: metric groups to compute (as for :func:`layerscope.scan`); default
-            ``"all"`` when ``detector="phases"`` (it needs the correlation traps), else
-            ``"default"``.
-        time_budget: most fraction of wall time to spend scanning (e.g. ``0.1``), or ``None``.
-        background: scan on a background thread (``False``: inside :meth:`step`).
-        on_alert: called with each :class:`Alert` the ``detector`` raises (from the scanning
-            thread in background mode; exceptions are logged, not raised).
-        detector: ``detector(store, run_id, step)`` run after each stored scan, yielding
-            alerts; ``"phases"`` (default) is a
-            :class:`~layerscope.track.phases.PhaseDetector` (it warns on the collapse
-            signature, which needs the ``traps`` metrics); ``None`` for none.
-        seed: seed of the scan's random shuffles (the same weights always give the same rows).
-        probe: a small batch of inputs; when given, each scan also stores the baseline
-            measures of :func:`layerscope.probes.baselines.baseline_metrics` as scalars
-            ``probe_l2_norm``, ``probe_weight_entropy``, ``probe_activation_sparsity``,
-            ``probe_circuit_complexity`` (computed on the training thread).
-        llc: an :class:`~layerscope.probes.llc_track.LLCTracker` (opt-in, it needs data
-            and a loss): estimates the local learning coefficient on its probe data
-            every ``llc.every`` steps and stores ``llc``, ``llc_std``, ``llc_warnings``
-            (on the training thread; a failure is logged, not raised).
-        meta: extra JSON-ready information stored with the run.
-        **options: further :func:`layerscope.scan` options (``include``, ``jobs``...).
+        **kwargs: :class:`TrackOptions` fields replacing those of ``options`` (``every``,
+            ``store``, ``metrics``, ``detector``, ``rules``, ``on_alert``,
+            ``time_budget``, ``background``, ``seed``, ``probe``, ``llc``, ``meta``);
+            any other name is a :func:`layerscope.scan` option (``include``, ``jobs``...).
+            The default detector is the phase detector (scans then compute every metric,
+            traps included); ``probe`` adds the baseline measures of
+            :func:`layerscope.probes.baselines.baseline_metrics` as scalars ``probe_*``;
+            ``llc`` (an :class:`~layerscope.track.llc.LLCTracker`) stores ``llc``,
+            ``llc_std`` and ``llc_warnings`` every ``llc.every`` steps.
 
     Raises:
-        ValueError: invalid ``every``, ``time_budget`` or scan options, or an unusable store.
+        ValueError: an invalid option (one line naming it), or an unusable store.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
+        options: TrackOptions | None = None,
         *,
-        every: int = 100,
         run: str | None = None,
-        store: RunStore | str | os.PathLike[str] | None = None,
-        metrics: str | tuple[str, ...] | None = None,
-        time_budget: float | None = None,
-        background: bool = True,
-        on_alert: Callable[[Alert], None] | None = None,
-        detector: Detector | Literal["phases"] | None = "phases",
-        seed: int = 0,
-        probe: torch.Tensor | None = None,
-        llc: LLCTracker | None = None,
-        meta: Mapping[str, Any] | None = None,
-        **options: Any,
+        **kwargs: Any,
     ) -> None:
-        if probe is not None and (not isinstance(probe, torch.Tensor) or probe.dim() < 1):
-            raise ValueError("probe must be a tensor of inputs with a batch dimension")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        if time_budget is not None and not 0.0 < time_budget <= 1.0:
-            raise ValueError(f"time_budget must be in (0, 1], got {time_budget}")
-        chosen = tracking_metrics(metrics, detector)
-        self._kwargs = scan_kwargs(chosen, {**options, "seed": seed})
+        self.options = TrackOptions.build(options, **kwargs)
+        self._kwargs = self.options.scan_kwargs()
         self.model = model
-        self.every = every
-        self.time_budget = time_budget
-        self.background = background
-        self.on_alert = on_alert
-        self.detector = _resolve_detector(detector)
-        self.probe = probe
-        self.llc = llc
-        self.seed = seed
         self.stats = MonitorStats()
-        self.alerts: list[Alert] = []
-        self._owns_store = not isinstance(store, RunStore)
-        self.store = store if isinstance(store, RunStore) else RunStore(store or DEFAULT_PATH)
-        self.run = run or datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        info = {"model": type(model).__name__, "every": every, "metrics": chosen, "seed": seed}
-        self.run_id = self.store.start_run(self.run, {**info, **(meta or {})})
+        name = run or datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        opts = self.options
+        info = {
+            "model": type(model).__name__,
+            "every": opts.every,
+            "metrics": opts.scan_metrics,
+            "seed": opts.seed,
+        }
+        self.tracker = Tracker(opts, name, {**info, **(opts.meta or {})})
+        self.store = self.tracker.store
+        self.run = self.tracker.run
+        self.run_id = self.tracker.run_id
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._last_bucket: int | None = None
         self._started: float | None = None
         self._closed = False
+
+    @property
+    def every(self) -> int:
+        """Steps between scans."""
+        return self.options.every
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alerts raised so far by this monitor."""
+        return self.tracker.alerts
 
     def step(self, step: int, **scalars: Any) -> None:
         """Log ``scalars`` at ``step``; scan when ``step`` reaches a new multiple of ``every``.
@@ -214,8 +179,8 @@ class Monitor:
             self._started = time.perf_counter()
         if scalars:
             self.log(step, **scalars)
-        if self.llc is not None:
-            self._llc(step, self.llc)
+        if self.options.llc is not None:
+            self._llc(step, self.options.llc)
         bucket = step // self.every
         if bucket != self._last_bucket:
             self._last_bucket = bucket
@@ -239,17 +204,18 @@ class Monitor:
             self._skip(step, "previous scan still running", busy=True)
             return False
         if self._over_budget():
-            self._skip(step, f"time budget {self.time_budget:g} of wall time reached", busy=False)
+            budget = f"time budget {self.options.time_budget:g} of wall time reached"
+            self._skip(step, budget, busy=False)
             return False
         started = time.perf_counter()
-        if self.probe is not None:
-            self._probe(step, self.probe)
+        if self.options.probe is not None:
+            self._probe(step, self.options.probe)
         try:
             copy = snapshot(self.model)
         except Exception as exc:
             self._failed(step, exc, time.perf_counter() - started)
             return False
-        if not self.background:
+        if not self.options.background:
             self._job(step, copy, started)
             return True
         self._worker = threading.Thread(
@@ -263,7 +229,7 @@ class Monitor:
         from layerscope.probes.baselines import baseline_metrics
 
         try:
-            values = baseline_metrics(self.model, probe, seed=self.seed)
+            values = baseline_metrics(self.model, probe, seed=self.options.seed)
         except Exception:
             logger.exception("layerscope: probe measures at step %d failed", step)
             return
@@ -280,10 +246,11 @@ class Monitor:
         with self._lock:
             attempts = self.stats.scans + self.stats.errors
             spent = self.stats.scan_seconds
-        if self.time_budget is None or attempts == 0 or self._started is None:
+        budget = self.options.time_budget
+        if budget is None or attempts == 0 or self._started is None:
             return False
         elapsed = time.perf_counter() - self._started
-        return spent + spent / attempts > self.time_budget * elapsed
+        return spent + spent / attempts > budget * elapsed
 
     def _skip(self, step: int, reason: str, *, busy: bool) -> None:
         with self._lock:
@@ -319,22 +286,7 @@ class Monitor:
         with self._lock:
             self.stats.scans += 1
             self.stats.scan_seconds += time.perf_counter() - started
-        self._check_alerts(step)
-
-    def _check_alerts(self, step: int) -> None:
-        if self.detector is None:
-            return
-        try:
-            for alert in self.detector(self.store, self.run_id, step):
-                self.store.log_alert(
-                    self.run_id, alert.step, alert.level, alert.message, alert.evidence
-                )
-                logger.warning("layerscope alert at step %d: %s", alert.step, alert.message)
-                self.alerts.append(alert)
-                if self.on_alert is not None:
-                    self.on_alert(alert)
-        except Exception:
-            logger.exception("layerscope: alert check at step %d failed", step)
+        self.tracker.check(step)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the running scan; return ``True`` when none is running any more."""
@@ -350,8 +302,7 @@ class Monitor:
             return
         self._closed = True
         self.wait()
-        if self._owns_store:
-            self.store.close()
+        self.tracker.close()
 
     def __enter__(self) -> Monitor:
         return self

@@ -60,12 +60,18 @@ RunRef = int | str
 
 @dataclass(frozen=True)
 class Alert:
-    """A warning about a run at a step, with the evidence behind it (JSON-ready)."""
+    """A warning about a run, with the evidence behind it (JSON-ready).
+
+    ``step`` is when it was raised (the first step the detector could know it, given the
+    scans so far); ``evidence_step`` is the step its evidence dates from (``None``: the
+    same, or not known).
+    """
 
     step: int
     level: str
     message: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    evidence_step: int | None = None
 
 
 class RunStore:
@@ -131,6 +137,15 @@ class RunStore:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def run_id(self, run: RunRef) -> int:
+        """The id of a run given by name or id; ``ValueError`` when there is none."""
+        return self._run_id(run)
+
+    def run_name(self, run: RunRef) -> str:
+        """The name of a run given by name or id; ``ValueError`` when there is none."""
+        rows = self._query("SELECT name FROM runs WHERE id = ?", (self._run_id(run),))
+        return str(rows[0][0])
 
     def _run_id(self, run: RunRef) -> int:
         column = "id" if isinstance(run, int) else "name"
@@ -269,16 +284,22 @@ class RunStore:
         level: str,
         message: str,
         evidence: Mapping[str, Any] | None = None,
+        *,
+        evidence_step: int | None = None,
     ) -> None:
-        """Record an alert (``level`` one of info, warning, error) with JSON-ready evidence."""
+        """Record an alert (``level`` one of info, warning, error) raised at ``step``, with
+        JSON-ready evidence dating from ``evidence_step`` (kept in the evidence JSON)."""
         if level not in ALERT_LEVELS:
             raise ValueError(f"alert level must be one of {ALERT_LEVELS}, got {level!r}")
         run_id = self._run_id(run)
+        body = {**(evidence or {})}
+        if evidence_step is not None:
+            body["evidence_step"] = int(evidence_step)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO alerts (run_id, step, wall_time, level, message, evidence)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, step, time.time(), level, message, to_json(evidence or {})),
+                (run_id, step, time.time(), level, message, to_json(body)),
             )
 
     # ---- reading -------------------------------------------------------------------
@@ -366,7 +387,8 @@ class RunStore:
         return wide.reset_index().astype({c: "float64" for c in wide.columns})
 
     def alerts(self, run: RunRef) -> pd.DataFrame:
-        """Alerts of a run in order: step, wall_time, level, message, evidence (dict)."""
+        """Alerts of a run in order: step (raised), evidence_step (when its evidence began;
+        the raised step when not recorded), wall_time, level, message, evidence (dict)."""
         rows = self._query(
             "SELECT step, wall_time, level, message, evidence FROM alerts"
             " WHERE run_id = ? ORDER BY step, id",
@@ -376,6 +398,10 @@ class RunStore:
             rows, columns=["step", "wall_time", "level", "message", "evidence"]
         )
         frame["evidence"] = [json.loads(e) for e in frame["evidence"]]
+        since = [
+            e.get("evidence_step", s) for e, s in zip(frame["evidence"], frame["step"], strict=True)
+        ]
+        frame.insert(1, "evidence_step", pd.Series(since, dtype="int64"))
         return frame
 
 

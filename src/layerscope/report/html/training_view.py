@@ -1,12 +1,11 @@
 """The training view of a tracked run: model-level metrics and user scalars over steps
-(small multiples on one step axis), a layer × step heat map of alpha, phases shaded
-and alerts marked. Reads the run store; computes no metric."""
+(small multiples on one step axis), a layer × step heat map of alpha, phases shaded,
+alerts marked and alpha jumps listed. Renders a :class:`~layerscope.track.view.RunView`;
+computes nothing."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +29,9 @@ from layerscope.report.html.page import (
 )
 from layerscope.report.html.svg import esc
 
+if TYPE_CHECKING:
+    from layerscope.track.view import RunView
+
 # Model-level step columns charted when present (summary means and counts).
 STEP_METRICS = (
     ("alpha", "mean alpha"),
@@ -42,20 +44,6 @@ STEP_METRICS = (
     ("log_norm", "mean log_norm"),
     ("stable_rank", "mean stable rank"),
 )
-
-
-@dataclass(frozen=True)
-class RunData:
-    """Everything the training view shows, read from a run store."""
-
-    run: str
-    meta: dict[str, Any]
-    steps: pd.DataFrame
-    history: pd.DataFrame
-    scalars: pd.DataFrame
-    alerts: pd.DataFrame
-    phases: list[tuple[float, float, str]]
-    phase_note: str
 
 
 def phase_spans(model: pd.DataFrame) -> list[tuple[float, float, str]]:
@@ -75,34 +63,14 @@ def phase_spans(model: pd.DataFrame) -> list[tuple[float, float, str]]:
     return spans
 
 
-def _phases(store: Any, run: str) -> tuple[list[tuple[float, float, str]], str]:
-    """Phases from ``layerscope.track.phases.run_phases`` when that module is installed."""
-    try:
-        module = importlib.import_module("layerscope.track.phases")
-        found = module.run_phases(store, run)
-        spans = phase_spans(found.model[["step", "phase"]])
-    except (ImportError, AttributeError, KeyError) as exc:
-        return [], f"Phases not shown: no phase detector in this layerscope ({exc}); alerts only."
-    return spans, "" if spans else "The phase detector labelled no steps of this run."
+def _phase_note(data: RunView) -> str:
+    """The model's current phase and why; a note when no step was labelled."""
+    if not len(data.phases.model):
+        return "The phase detector labelled no steps of this run."
+    return f"Model phase: {data.phases.phase}. {data.phases.reason}"
 
 
-def read_run(store: Any, run: str) -> RunData:
-    """Read a run's steps, alpha history, scalars, alerts and phases from a ``RunStore``."""
-    meta = store.run_meta(run)
-    phases, note = _phases(store, run)
-    return RunData(
-        run,
-        meta,
-        store.steps(run),
-        store.layer_history(run, ("alpha",)),
-        store.scalar_history(run),
-        store.alerts(run),
-        phases,
-        note,
-    )
-
-
-def _header(data: RunData) -> str:
+def _header(data: RunView) -> str:
     ok = data.steps[data.steps["status"] == "ok"] if "status" in data.steps else data.steps
     last = data.steps["step"].max() if len(data.steps) else None
     items = [
@@ -123,7 +91,7 @@ def _numeric(frame: pd.DataFrame, column: str) -> list[float]:
     return [float(v) for v in pd.to_numeric(frame[column], errors="coerce")]
 
 
-def _step_range(data: RunData) -> tuple[float, float]:
+def _step_range(data: RunView) -> tuple[float, float]:
     steps = [float(s) for s in data.steps.get("step", [])]
     steps += [float(s) for s in data.scalars.get("step", [])]
     if not steps:
@@ -133,14 +101,14 @@ def _step_range(data: RunData) -> tuple[float, float]:
     return (lo - pad, hi + pad)
 
 
-def _marks(data: RunData) -> StepMarks:
+def _marks(data: RunView) -> StepMarks:
     alerts = [
         (float(a["step"]), f"{a['level']}: {a['message']}") for _, a in data.alerts.iterrows()
     ]
-    return StepMarks(alerts, data.phases)
+    return StepMarks(alerts, phase_spans(data.phases.model[["step", "phase"]]))
 
 
-def _metric_charts(data: RunData, xr: tuple[float, float], marks: StepMarks) -> str:
+def _metric_charts(data: RunView, xr: tuple[float, float], marks: StepMarks) -> str:
     ok = data.steps[data.steps["status"] == "ok"] if "status" in data.steps else data.steps
     figures = []
     for column, label in STEP_METRICS:
@@ -156,7 +124,7 @@ def _metric_charts(data: RunData, xr: tuple[float, float], marks: StepMarks) -> 
             '<p class="note">No successful scan recorded yet.</p>',
         )
     note = "Red dashed lines: alerts (hover for the message); shaded spans: detected phases."
-    labels = list(dict.fromkeys(label for _, _, label in data.phases))
+    labels = list(dict.fromkeys(str(p) for p in data.phases.model["phase"]))
     key = verdict_legend([], [(f"phase {phase_class(p)}", p) for p in labels]) if labels else ""
     return section(
         "metrics",
@@ -166,7 +134,7 @@ def _metric_charts(data: RunData, xr: tuple[float, float], marks: StepMarks) -> 
     )
 
 
-def _scalar_charts(data: RunData, xr: tuple[float, float], marks: StepMarks) -> str:
+def _scalar_charts(data: RunView, xr: tuple[float, float], marks: StepMarks) -> str:
     keys = [c for c in data.scalars.columns if c != "step"]
     if not keys:
         return section("scalars", "User scalars", '<p class="note">No scalars were logged.</p>')
@@ -187,7 +155,7 @@ def _scalar_charts(data: RunData, xr: tuple[float, float], marks: StepMarks) -> 
     )
 
 
-def _heatmap_section(data: RunData, xr: tuple[float, float], marks: StepMarks) -> str:
+def _heatmap_section(data: RunView, xr: tuple[float, float], marks: StepMarks) -> str:
     hist = data.history.dropna(subset=["alpha"]) if len(data.history) else data.history
     if hist.empty:
         return section(
@@ -209,17 +177,32 @@ def _heatmap_section(data: RunData, xr: tuple[float, float], marks: StepMarks) -
     )
 
 
-def _tables(data: RunData) -> str:
+def _tables(data: RunView) -> str:
     out = []
     if len(data.alerts):
-        rows = [(a["step"], a["level"], a["message"]) for _, a in data.alerts.iterrows()]
-        out.append(
-            section(
-                "alerts", f"Alerts ({len(rows)})", simple_table(rows, ("step", "level", "message"))
+        rows = [
+            (
+                a["step"],
+                a["evidence_step"],
+                a["level"],
+                a["message"],
+                "yes" if a["stored"] else "replayed",
             )
-        )
+            for _, a in data.alerts.iterrows()
+        ]
+        head = ("raised at", "evidence from", "level", "message", "stored")
+        out.append(section("alerts", f"Alerts ({len(rows)})", simple_table(rows, head)))
     else:
         out.append(section("alerts", "Alerts", '<p class="note">No alerts.</p>'))
+    jumps = data.phases.jumps()
+    if len(jumps):
+        jump_rows = [(r["step"], r["name"], r["alpha"]) for _, r in jumps.iterrows()]
+        note = (
+            "The tail fit of these layers jumped (alpha more than 2x away from its smoothed "
+            "value one scan earlier); the phase labels use the smoothed alpha."
+        )
+        table = simple_table(jump_rows, ("step", "layer", "alpha"))
+        out.append(section("jumps", f"Alpha jumps ({len(jump_rows)})", table, note))
     cols = [
         c
         for c in (
@@ -239,10 +222,14 @@ def _tables(data: RunData) -> str:
     return "".join(out)
 
 
-def run_body(data: RunData) -> list[str]:
+def _stored(stored: object) -> str:
+    return "yes" if stored else "replayed (tracked without the detector)"
+
+
+def run_body(data: RunView) -> list[str]:
     xr = _step_range(data)
     marks = _marks(data)
-    note = f'<p class="note">{esc(data.phase_note)}</p>' if data.phase_note else ""
+    note = f'<p class="note">{esc(_phase_note(data))}</p>'
     return [
         _header(data) + note,
         _metric_charts(data, xr, marks),
@@ -252,10 +239,9 @@ def run_body(data: RunData) -> list[str]:
     ]
 
 
-def run_html(store: Any, run: str) -> str:
-    """The training report of ``run`` in a :class:`~layerscope.track.RunStore`."""
-    data = read_run(store, run)
-    return document(f"layerscope run: {run}", "run", run_body(data))
+def run_html(data: RunView) -> str:
+    """The training report of a run (:func:`layerscope.track.view.read_run` reads it)."""
+    return document(f"layerscope run: {data.run}", "run", run_body(data))
 
 
-__all__ = ["RunData", "read_run", "run_html"]
+__all__ = ["phase_spans", "run_html"]
