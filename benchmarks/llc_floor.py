@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from layerscope.probes import llc
 from layerscope.probes._llc_data import batches
-from layerscope.probes._sgld import SamplerSettings
 from layerscope.probes._sgld_block import Block, Noise, make_blocks, sq_norms
 from layerscope.probes._sgld_grads import BlockGrads, Layout
+from layerscope.probes._sgld_settings import SamplerSettings
 from llc_vs_devinterp import CHAINS, DRAWS, devinterp_run, gaussian_nll, mlp_problem
 
 STEP, GAMMA = 1e-5, 1.0

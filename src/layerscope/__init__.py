@@ -6,14 +6,13 @@
 >>> audit = layerscope.compare("base/", "tuned/")  # doctest: +SKIP
 """
 
+from layerscope._version import __version__
 from layerscope.adapters import SourceError
 from layerscope.compare import compare
 from layerscope.compare_result import CompareResult
 from layerscope.diff import DiffResult, diff
 from layerscope.results import ScanResult
 from layerscope.scan import ProgressEvent, ScanOptions, scan
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CompareResult",

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from layerscope import metrics as registry
+from layerscope._version import __version__
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.analysis import Analyser
 from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
@@ -162,7 +163,7 @@ def scan(
     meta = {
         "source": src.description,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "layerscope_version": _version(),
+        "layerscope_version": __version__,
         "torch_version": torch.__version__,
         "options": {k: v for k, v in asdict(opts).items() if k != "allow_unsafe_pickle"},
         "metric_groups": [s.name for s in analyser.specs],
@@ -178,12 +179,6 @@ def _samples(kept: registry.LayerSpectra, xmin: Any) -> LayerSamples:
     tail = float(xmin) if isinstance(xmin, int | float) else None
     shuffled = None if kept.shuffled is None else SpectrumSample.of(kept.shuffled)
     return LayerSamples(SpectrumSample.of(kept.evals, tail), shuffled)
-
-
-def _version() -> str:
-    from layerscope import __version__
-
-    return __version__
 
 
 __all__ = ["ProgressEvent", "ScanOptions", "scan"]

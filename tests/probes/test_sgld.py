@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from layerscope.probes import _sgld, llc
-from layerscope.probes._sgld import SamplerSettings, cycle_batches, run_chains
+from layerscope.probes._sgld import cycle_batches, run_chains
 from layerscope.probes._sgld_block import chain_generator
+from layerscope.probes._sgld_settings import SamplerSettings
 from probes._rrr import gaussian_nll, rrr_problem
 
 CPU = torch.device("cpu")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from layerscope import __version__
+from layerscope._version import __version__
 from layerscope.adapters import SourceError
 from layerscope.cli._io import EXIT_USAGE, FORMATS, UserError
 from layerscope.cli.commands import (

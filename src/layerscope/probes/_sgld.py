@@ -35,22 +35,9 @@ from torch import nn
 
 from layerscope.probes._sgld_block import Block, make_blocks
 from layerscope.probes._sgld_grads import BlockGrads, Layout, LossFn, copy_module
+from layerscope.probes._sgld_settings import SamplerSettings
 
-__all__ = ["LossFn", "SamplerSettings", "Traces", "copy_module", "run_chains"]
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """What one sampling run needs besides the model, data and loss (already validated)."""
-
-    num_chains: int
-    num_steps: int
-    step_size: float
-    localization: float
-    nbeta: float
-    seed: int
-    vectorize: bool | None
-    threads: int = 1
+__all__ = ["LossFn", "Traces", "copy_module", "run_chains"]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from torch import nn
 from layerscope.probes._sgld_grads import BlockGrads, Layout, LossFn, copy_module
 
 if TYPE_CHECKING:
-    from layerscope.probes._sgld import SamplerSettings
+    from layerscope.probes._sgld_settings import SamplerSettings
 
 
 def chain_generator(seed: int, chain: int, device: torch.device) -> torch.Generator:

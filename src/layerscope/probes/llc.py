@@ -27,7 +27,8 @@ from layerscope.probes._llc_data import DataInfo, batches, describe
 from layerscope.probes._llc_diagnostics import LLCDiagnostics, Thresholds, diagnose, warnings_for
 from layerscope.probes._llc_result import LLCResult
 from layerscope.probes._rrr import rrr_learning_coefficient
-from layerscope.probes._sgld import LossFn, SamplerSettings, Traces, run_chains, to_device
+from layerscope.probes._sgld import LossFn, Traces, run_chains, to_device
+from layerscope.probes._sgld_settings import SamplerSettings
 
 __all__ = [
     "Calibration",

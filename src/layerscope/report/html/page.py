@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from layerscope import __version__
+from layerscope._version import __version__
 from layerscope.gate import GateResult
 from layerscope.report.html.assets import CSS, JS
 from layerscope.report.html.svg import esc
