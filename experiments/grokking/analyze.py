@@ -105,33 +105,6 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-VARIANTS: dict[str, PhaseRules] = {
-    "default": PhaseRules(),
-    "no new-high condition": PhaseRules(norm_new_high=False),
-    "growth 1.5": PhaseRules(growth=1.5),
-    "growth 3": PhaseRules(growth=3.0),
-    "trap_scale 0.5": PhaseRules(trap_scale=0.5),
-    "trap_scale 2": PhaseRules(trap_scale=2.0),
-    "no norm condition": PhaseRules(norm_new_high=False, norm_growth=-np.inf),
-}
-
-
-def sensitivity(dbs: Sequence[Path]) -> pd.DataFrame:
-    """First over-fitting step of every run under each rule variant (``—``: never)."""
-    rows = []
-    for db in dbs:
-        with RunStore(db, create=False) as store:
-            for run in store.runs()["name"]:
-                history = store.layer_history(run, METRICS)
-                row: dict[str, object] = {"run": run}
-                for label, rules in VARIANTS.items():
-                    model = phases_from_history(history, run, rules).model
-                    fired = model.loc[model["phase"] == OVERFIT, "step"]
-                    row[label] = int(fired.iloc[0]) if len(fired) else None
-                rows.append(row)
-    return pd.DataFrame(rows).astype({label: "Int64" for label in VARIANTS})
-
-
 SPECTRAL = [
     "step",
     "train_acc",
@@ -163,13 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("stores", type=Path, nargs="+", help="runs.db files of train.py")
     p.add_argument("--csv", type=Path, default=None, help="write one CSV per run here")
     p.add_argument("--drop", type=float, default=0.10, help="collapse: drop below the peak")
-    p.add_argument("--sensitivity", action="store_true", help="detector under rule variants")
     p.add_argument("--table", type=int, nargs="*", help="with --csv: tables at these steps")
     args = p.parse_args(argv)
     print(markdown(summarise(args.stores, args.csv, args.drop)))
-    if args.sensitivity:
-        print()
-        print(markdown(sensitivity(args.stores)))
     for csv in sorted(args.csv.glob("*.csv")) if args.csv and args.table else []:
         for columns in (SPECTRAL, BASELINES):
             print(f"\n{csv.stem}\n\n{steps_table(csv, args.table, columns)}")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.grokking.analyze import METRICS, history_from_csv
+from experiments.grokking.analyze import METRICS, history_from_csv, markdown
 from layerscope.functional.phases import PhaseRules
 from layerscope.track import RunStore
 from layerscope.track.phases import phase_alerts, phases_from_history
@@ -149,6 +149,31 @@ def evaluate(paths: Sequence[Path], rules: PhaseRules | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+VARIANTS: dict[str, PhaseRules] = {
+    "default": PhaseRules(),
+    "no new-high condition": PhaseRules(norm_new_high=False),
+    "no norm condition": PhaseRules(norm_new_high=False, norm_growth=-np.inf),
+    "growth 1.5": PhaseRules(growth=1.5),
+    "growth 3": PhaseRules(growth=3.0),
+    "trap_scale 0.5": PhaseRules(trap_scale=0.5),
+    "trap_scale 2": PhaseRules(trap_scale=2.0),
+    "persist 1.3": PhaseRules(persist=1.3),
+}
+
+
+def sensitivity(paths: Sequence[Path], cadence: str = "all") -> pd.DataFrame:
+    """Raised step of the first alert per run under each rule variant (None: never)."""
+    rows = []
+    for path in paths:
+        for run, history, _ in load(path):
+            chosen = CADENCES[cadence](np.sort(history["step"].unique()))
+            row: dict[str, object] = {"run": run}
+            for label, rules in VARIANTS.items():
+                row[label] = first_alert(history, chosen, rules)[0]
+            rows.append(row)
+    return pd.DataFrame(rows).astype({label: "Int64" for label in VARIANTS})
+
+
 def score(table: pd.DataFrame) -> pd.Series:
     """Counts of verdicts."""
     return table["verdict"].value_counts()
@@ -159,16 +184,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("inputs", nargs="+", type=Path, help="analyze CSVs or runs.db stores")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--pivot", action="store_true", help="runs × cadences of raised steps")
+    p.add_argument("--sensitivity", metavar="CADENCE", help="rule variants at one cadence")
     args = p.parse_args(argv)
+    if args.sensitivity:
+        print(markdown(sensitivity(args.inputs, args.sensitivity)))
+        return 0
     table = evaluate(args.inputs)
     if args.pivot:
         cell = table["alert_raised"].map(lambda s: "—" if pd.isna(s) else f"{int(s):,}")
         cell = cell + " (" + table["verdict"] + ")"
         out = table.assign(cell=cell).pivot(index="run", columns="cadence", values="cell")
-        out = out[list(CADENCES)]
-        print(out.to_markdown() if args.markdown else out.to_string())
+        out = out[list(CADENCES)].reset_index()
+        print(markdown(out) if args.markdown else out.to_string(index=False))
     elif args.markdown:
-        print(table.to_markdown(index=False))
+        print(markdown(table))
     else:
         print(table.to_string(index=False))
     print(score(table).to_string(), file=sys.stderr)
