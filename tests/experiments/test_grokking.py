@@ -17,7 +17,7 @@ from layerscope.track import RunStore
 from layerscope.track.phases import phases_from_history, run_phases
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from experiments.grokking import analyze
+from experiments.grokking import analyze, cadence
 from experiments.grokking import train as grok
 from experiments.grokking.data import digits, stratified
 from experiments.grokking.model import StackedMLP, linears, reference_mlp
@@ -127,3 +127,26 @@ def test_detector_on_the_documented_trajectories(wd: str, seed: int) -> None:
         assert found["collapse_step"] is None or fired.iloc[0] < found["collapse_step"]
     else:
         assert fired.empty and found["detector_step"] is None
+
+
+def test_detector_holds_at_every_cadence_on_the_documented_runs() -> None:
+    """The cadence table of docs/grokking.md: every WD = 0 run warns at every cadence,
+    before its 5-point fall (on time, or at most 4,000 steps before the window opens);
+    no control ever warns."""
+    table = cadence.evaluate(sorted(DOCS.glob("*.csv")))
+    assert len(table) == 6 * len(cadence.CADENCES)
+    wd0 = table[table["run"].str.contains("wd0-")]
+    assert set(wd0["verdict"]) <= {"on time", "early"}
+    starts = wd0["window"].str.split("–").str[0].astype(int)
+    assert (wd0["alert_raised"] >= starts - 4000).all()
+    controls = table[table["run"].str.contains("wd0.01")]
+    assert set(controls["verdict"]) == {"quiet"}
+
+
+def test_cadence_pickers_take_subsets_of_the_scans() -> None:
+    steps = np.arange(0, 300_001, 1000)
+    for name, pick in cadence.CADENCES.items():
+        chosen = pick(steps)
+        assert set(chosen) <= set(steps) and len(chosen) >= 10, name
+    assert len(cadence.CADENCES["linear 20"](steps)) == 20
+    assert cadence.CADENCES["log 15"](steps)[0] == 0
