@@ -53,7 +53,7 @@ def summarize_compare(
         "num_only_in_tuned": len(only_in_tuned),
         "num_shape_mismatch": len(shape_mismatch),
     }
-    for v in ("under-trained", "over-trained", "traps", "ok"):
+    for v in ("under-trained", "over-trained", "traps", "ok", "low-rank"):
         summary[f"count_{v.replace('-', '_')}_updates"] = int(verdicts.get(v, 0))
     for col in ("alpha", "rel_update", "delta_alpha"):
         if col in changed and len(changed):

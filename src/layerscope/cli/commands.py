@@ -65,7 +65,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         **scan_options(args),
         "untouched_tol": args.untouched_tol,
         "duplicate_tol": args.duplicate_tol,
-        "lora_base_alpha": args.lora_base_alpha,
+        "lora_layer_alpha": args.lora_layer_alpha,
     }
     result = with_progress(
         args, "compare", lambda progress: compare(base, tuned, progress=progress, **options)
@@ -165,7 +165,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from layerscope.report.html import compare_html, run_html, scan_html
 
     gate_rules = read_rules(args)
-    check_html(args.output, "--output")
+    check_html(args.out, "--out")
     source = Path(args.input)
     if not source.is_file():
         raise UserError(f"{args.input}: no such file")
@@ -173,14 +173,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         if gate_rules:
             raise UserError("--fail-on/--policy apply to scan and compare results, not runs")
         store, run = _open_run(source, args.run)
-        args.html = args.output or str(source.with_name(f"{_file_name(run)}.html"))
+        args.html = args.out or str(source.with_name(f"{_file_name(run)}.html"))
         try:
             html_report(args, lambda: run_html(store, run))
         finally:
             store.close()
         return 0
     kind = _result_kind(source)
-    args.html = args.output or str(source.with_suffix(".html"))
+    args.html = args.out or str(source.with_suffix(".html"))
     try:
         result = (ScanResult if kind == "scan" else CompareResult).from_json(source)
     except KeyError as exc:

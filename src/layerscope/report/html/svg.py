@@ -70,27 +70,57 @@ class Scale:
 
     def ticks(self, target: int = 5) -> list[float]:
         """Round tick values inside [lo, hi]: 1-2-2.5-5 steps, or decades on a log scale."""
-        if self.log:
-            return _log_ticks(self.lo, self.hi)
         lo, hi = min(self.lo, self.hi), max(self.lo, self.hi)
-        if hi <= lo:
-            return [lo]
-        raw = (hi - lo) / max(target, 1)
-        mag = 10.0 ** math.floor(math.log10(raw))
-        step = next(s * mag for s in NICE_STEPS if s * mag >= raw)
-        first = math.ceil(lo / step - 1e-9) * step
-        count = math.floor((hi - first) / step + 1e-9) + 1
-        return [round(first + i * step, 12) for i in range(count)]
+        if self.log:
+            return _log_ticks(lo, hi)
+        return _linear_ticks(lo, hi, target)
+
+    def label(self, value: float) -> str:
+        """The text of a tick at ``value`` on this scale."""
+        return log_tick_label(value) if self.log else tick_label(value)
+
+
+def _linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(target, 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(s * mag for s in NICE_STEPS if s * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    count = math.floor((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 12) for i in range(count)]
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Decades (every k-th when there are many); within fewer than two decades the
+    1-2-5 values, then 1…9 multiples, then round linear steps: never fewer than two."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     stride = max(1, math.ceil((last - first) / 6))
     decades = [10.0**k for k in range(first, last + 1, stride) if lo <= 10.0**k <= hi]
     if len(decades) >= 2:
         return decades
-    mids = [m * 10.0**k for k in range(first, last + 1) for m in (1.0, 2.0, 5.0)]
-    return [v for v in mids if lo <= v <= hi]
+    for mantissas in ((1.0, 2.0, 5.0), tuple(float(m) for m in range(1, 10))):
+        ticks = [round(m * 10.0**k, 12) for k in range(first, last + 1) for m in mantissas]
+        inside = [v for v in ticks if lo <= v <= hi]
+        if len(inside) >= 2:
+            return inside
+    return _linear_ticks(lo, hi, 3)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def log_tick_label(value: float) -> str:
+    """Log-axis tick text in one style: ``0.01`` … ``1000`` as plain numbers, smaller or
+    larger values as ``10⁻⁴`` or ``2×10⁻⁴`` (never ``1e-04`` beside ``0.01``)."""
+    if value <= 0 or not math.isfinite(value):
+        return tick_label(value)
+    exponent = math.floor(math.log10(value) + 1e-9)
+    if -2 <= exponent <= 3:
+        return f"{value:.3g}"
+    mantissa = float(f"{value / 10.0**exponent:.2g}")
+    power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
+    return power if mantissa == 1.0 else f"{mantissa:g}×{power}"
 
 
 def padded(lo: float, hi: float, frac: float = 0.05, log: bool = False) -> tuple[float, float]:
@@ -173,13 +203,13 @@ def axes(
         grid.append(f"M{px} {top}V{bottom}")
         labels.append(
             f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">'
-            f"{esc(tick_label(t))}</text>"
+            f"{esc(plot.x.label(t))}</text>"
         )
     for t in plot.y.ticks() if yticks is None else yticks:
         py = num(plot.y(t))
         grid.append(f"M{left} {py}H{right}")
         labels.append(
-            f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(tick_label(t))}</text>'
+            f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(plot.y.label(t))}</text>'
         )
     mid_x, mid_y = num((plot.left + plot.right) / 2), num((plot.top + plot.bottom) / 2)
     return (
