@@ -111,7 +111,8 @@ def render_compare(result: CompareResult, console: Console) -> None:
         ("Only in tuned", result.only_in_tuned),
     ):
         if names:
-            t = Table(title=f"{title} ({len(names)})", show_header=False)
+            caption = f"{title} ({len(names)})"
+            t = Table(title=caption, show_header=False, min_width=len(caption) + 4)
             t.add_column("name")
             for n in names[:20]:
                 t.add_row(escape(n))
@@ -127,7 +128,8 @@ def render_diff(result: DiffResult, console: Console) -> None:
     """Per-matrix alpha change between two scans, changed verdicts highlighted."""
     table = Table(title="Scan diff (b − a)", header_style="bold")
     for col in ("name", "alpha a", "alpha b", "Δ alpha", "verdict a", "verdict b"):
-        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
+        left = col == "name" or col.startswith("verdict")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for _, r in result.layers.iterrows():
         style = "bold" if r["changed_verdict"] else ""
         table.add_row(
