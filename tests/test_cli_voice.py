@@ -72,7 +72,6 @@ def test_lora_flags_share_one_option() -> None:
 def llc_result(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     import _llc_fixtures as fx
-
     from layerscope.probes.llc import estimate
 
     model = fx.trained().eval()
