@@ -104,7 +104,11 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
         inside = [v for v in ticks if lo <= v <= hi]
         if len(inside) >= 2:
             return inside
-    return _linear_ticks(lo, hi, 3)
+    for target in (3, 5):
+        ticks = _linear_ticks(lo, hi, target)
+        if len(ticks) >= 2:
+            return ticks
+    return _linear_ticks(lo, hi, 10)
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -118,7 +122,7 @@ def log_tick_label(value: float) -> str:
     exponent = math.floor(math.log10(value) + 1e-9)
     if -2 <= exponent <= 3:
         return f"{value:.3g}"
-    mantissa = float(f"{value / 10.0**exponent:.2g}")
+    mantissa = float(f"{value / 10.0**exponent:.3g}")
     power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
     return power if mantissa == 1.0 else f"{mantissa:g}×{power}"
 
