@@ -95,9 +95,10 @@ def _charts(result: CompareResult, rows: list[dict[str, Any]]) -> str:
     tuned = layer_series(rows, order, "tuned_alpha", f"{after} alpha")
     update = layer_series(rows, order, "alpha", "update alpha")
     size = layer_series(rows, order, "rel_update", "‖ΔW‖/‖W‖")
+    low_rank = any(r.get("verdict") == "low-rank" for r in rows)
     parts = [
         verdict_legend(
-            ["ok", "under-trained", "over-trained", "traps"],
+            ["ok", "under-trained", "over-trained", "traps", *(["low-rank"] if low_rank else [])],
             [("base", "base"), ("band", "2–6"), ("untouched-col", "untouched"), ("dup", "dup")],
         )
     ]

@@ -75,9 +75,9 @@ class Scale:
             return _log_ticks(lo, hi)
         return _linear_ticks(lo, hi, target)
 
-    def label(self, value: float) -> str:
-        """The text of a tick at ``value`` on this scale."""
-        return log_tick_label(value) if self.log else tick_label(value)
+    def labels(self, ticks: Sequence[float]) -> list[str]:
+        """The texts of ticks on this scale (one style for all of a log axis)."""
+        return log_tick_labels(ticks) if self.log else [tick_label(t) for t in ticks]
 
 
 def _linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
@@ -112,16 +112,23 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+# Ticks that all lie in this range read best as plain numbers (0.01 … 1000).
+PLAIN_RANGE = (0.01, 1000.0)
 
 
-def log_tick_label(value: float) -> str:
-    """Log-axis tick text in one style: ``0.01`` … ``1000`` as plain numbers, smaller or
-    larger values as ``10⁻⁴`` or ``2×10⁻⁴`` (never ``1e-04`` beside ``0.01``)."""
+def log_tick_labels(ticks: Sequence[float]) -> list[str]:
+    """Log-axis tick texts in one style per axis: plain numbers when every tick lies in
+    [0.01, 1000] (``0.01``, ``0.1``, ``1``), else powers of ten for all of them
+    (``10⁻⁴``, ``2×10⁻⁴``, ``10⁰``), never ``1e-04`` beside ``0.01``."""
+    if all(PLAIN_RANGE[0] <= t <= PLAIN_RANGE[1] for t in ticks):
+        return [f"{t:.3g}" for t in ticks]
+    return [_power_label(t) for t in ticks]
+
+
+def _power_label(value: float) -> str:
     if value <= 0 or not math.isfinite(value):
         return tick_label(value)
     exponent = math.floor(math.log10(value) + 1e-9)
-    if -2 <= exponent <= 3:
-        return f"{value:.3g}"
     mantissa = float(f"{value / 10.0**exponent:.3g}")
     power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
     return power if mantissa == 1.0 else f"{mantissa:g}×{power}"
@@ -202,19 +209,18 @@ def axes(
     grid: list[str] = []
     labels: list[str] = []
     top, bottom, left, right = num(plot.top), num(plot.bottom), num(plot.left), num(plot.right)
-    for t in plot.x.ticks() if xticks is None else xticks:
+    xs = plot.x.ticks() if xticks is None else list(xticks)
+    for t, text in zip(xs, plot.x.labels(xs), strict=True):
         px = num(plot.x(t))
         grid.append(f"M{px} {top}V{bottom}")
         labels.append(
-            f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">'
-            f"{esc(plot.x.label(t))}</text>"
+            f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">{esc(text)}</text>'
         )
-    for t in plot.y.ticks() if yticks is None else yticks:
+    ys = plot.y.ticks() if yticks is None else list(yticks)
+    for t, text in zip(ys, plot.y.labels(ys), strict=True):
         py = num(plot.y(t))
         grid.append(f"M{left} {py}H{right}")
-        labels.append(
-            f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(plot.y.label(t))}</text>'
-        )
+        labels.append(f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(text)}</text>')
     mid_x, mid_y = num((plot.left + plot.right) / 2), num((plot.top + plot.bottom) / 2)
     return (
         f'<path class="grid" d="{"".join(grid)}"/>'
