@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from layerscope.cli import main
-from layerscope.probes.llc import estimate
+from layerscope.probes.llc import LLCResult, estimate
 from layerscope.results import SCHEMA_VERSION
 
 FAST = ["--chains", "2", "--draws", "20", "--burnin", "10", "--seed", "3", "--device", "cpu"]
@@ -112,6 +112,7 @@ def test_table_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     else:
         assert "no diagnostic warnings" in table
     assert not list(target.parent.glob(".*.tmp"))  # atomic write left no temp file
+    assert list(LLCResult.from_json(target).per_chain) == saved["per_chain"]
 
 
 def _bad_fit(tmp_path: Path, fx: Any, kind: str) -> str:

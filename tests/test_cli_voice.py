@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from layerscope.cli import build_parser
@@ -95,6 +96,30 @@ def test_llc_to_json_is_versioned_and_strict(llc_result: Any, tmp_path: Path) ->
     expected = json.loads(json.dumps(llc_result.to_dict()))
     assert doc["per_chain"] == expected["per_chain"] and doc["nbeta"] == expected["nbeta"]
     assert doc["diag_r_hat"] == pytest.approx(expected["diag_r_hat"])
+
+
+def test_llc_json_round_trip(llc_result: Any, tmp_path: Path) -> None:
+    from layerscope.probes.llc import LLCResult
+
+    traced = dataclasses.replace(
+        llc_result,
+        std=float("nan"),
+        loss_traces=np.array([[0.5, np.nan], [0.25, 0.125]]),
+        baseline_trace=np.array([0.1, 0.2]),
+    )
+    traced.to_json(tmp_path / "llc.json", meta={"checkpoint": "c.pt"})
+    back = LLCResult.from_json(tmp_path / "llc.json")
+    assert back.to_json() == traced.to_json()
+    assert back.diagnostics == traced.diagnostics and np.isnan(back.std)
+    np.testing.assert_array_equal(back.loss_traces, traced.loss_traces)  # NaN kept as NaN
+    (tmp_path / "scan.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    with pytest.raises(ValueError, match="a scan result, expected a llc result"):
+        LLCResult.from_json(tmp_path / "scan.json")
+    (tmp_path / "cut.json").write_text(
+        json.dumps({"schema_version": SCHEMA_VERSION, "kind": "llc"})
+    )
+    with pytest.raises(ValueError, match="not a complete llc result"):
+        LLCResult.from_json(tmp_path / "cut.json")
 
 
 def test_llc_table_lives_in_report(llc_result: Any) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from layerscope.probes._llc_diagnostics import LLCDiagnostics
-from layerscope.results import SCHEMA_VERSION, atomic_write, json_value
+from layerscope.results import SCHEMA_VERSION, atomic_write, json_value, read_json
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,40 @@ class LLCResult:
             atomic_write(path, lambda handle: handle.write(text.encode()))
         return text
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LLCResult:
+        """Inverse of :meth:`to_dict` (``null`` read back as NaN, lists as tuples)."""
+        diag_names = [f.name for f in dataclasses.fields(LLCDiagnostics)]
+        diag: dict[str, Any] = {
+            n: _number(data[f"diag_{n}"]) for n in diag_names if n != "chain_drift"
+        }
+        diag["diverged_chains"] = int(data["diag_diverged_chains"])
+        chain_drift = tuple(_number(v) for v in data["diag_chain_drift"])
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "diagnostics" or field.name not in data:
+                continue
+            value = data[field.name]
+            if field.name in ("loss_traces", "baseline_trace"):
+                value = None if value is None else np.asarray(value, dtype=np.float64)
+            elif field.name == "per_chain":
+                value = tuple(_number(v) for v in value)
+            elif field.name == "warnings":
+                value = tuple(value)
+            elif field.name in _FLOAT_FIELDS:
+                value = _number(value)
+            values[field.name] = value
+        return cls(diagnostics=LLCDiagnostics(chain_drift=chain_drift, **diag), **values)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> LLCResult:
+        """Read a result written by :meth:`to_json` (its ``meta`` is not part of the result)."""
+        data = read_json(path, "llc")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a complete llc result ({exc})") from exc
+
     def to_frame(self) -> pd.DataFrame:
         """One row per chain: chain, llc, drift, diverged, mean_loss (with traces)."""
         frame = pd.DataFrame(
@@ -122,3 +156,11 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_ready(v) for v in value]
     return json_value(value)
+
+
+_FLOAT_FIELDS = frozenset({"mean", "std", "nbeta", "step_size", "localization", "baseline_loss"})
+
+
+def _number(value: Any) -> float:
+    """A JSON number, with ``null`` (how NaN and infinities are written) read as NaN."""
+    return float("nan") if value is None else float(value)
