@@ -17,6 +17,7 @@ import torch
 
 import layerscope
 from layerscope.cli import main
+from layerscope.gate import check
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -79,9 +80,13 @@ def test_rank_below_tail_size_says_so(minilm_lora: Dirs) -> None:
         assert len(keys) == len(queries) == 6
         assert (keys["verdict"] == "low-rank").all() and keys["alpha"].isna().all()
         assert set(keys["reason"]) == {"rank 8: too few eigenvalues for a tail fit"}
+        assert keys["fit_quality"].isna().all()  # no fit, so not a "shaky" one
         assert (queries["update_rank"] == 16).all() and queries["alpha"].notna().all()
         assert not (queries["verdict"] == "low-rank").any()
         assert res.summary["count_low_rank_updates"] == 6
+        low, shaky = check(res.layers, ["low-rank-update>=6", "shaky>0"], {}).checks
+        assert low.failed and low.value == 6  # a gate can name the verdict
+        assert shaky.value == (queries["fit_quality"] != "good").sum()  # keys are not shaky
     # The r×r core and the dense ΔW of PEFT's merge give the same update alpha.
     a, d = _alphas(lora), _alphas(dense)
     q = [n for n in a.index if ".query." in n]

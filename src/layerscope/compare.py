@@ -76,10 +76,10 @@ def _no_tail_fit(row: Row, rank: int) -> Row:
     A tail fit on r < 10 values gives an alpha whose error bar (α − 1)/√r is as wide as
     the HTSR bands themselves, so no alpha and no band verdict are reported.
     """
-    out = {**row, **{c: float("nan") for c in TAIL_COLUMNS if c in row}}
+    # No fit at all (fit_quality None), so gates counting shaky fits do not count it.
+    out = {**row, **{c: float("nan") for c in TAIL_COLUMNS if c in row}, "fit_quality": None}
     out.update(
         status="ok",
-        fit_quality=LOW_RANK,
         verdict=LOW_RANK,
         reason=f"rank {rank}: too few eigenvalues for a tail fit",
         warning="",

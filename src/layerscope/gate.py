@@ -3,7 +3,7 @@
 A rule is ``SUBJECT OP THRESHOLD`` with OP one of ``> >= < <=``:
 
 * counting subjects — a verdict (``under-trained``, ``over-trained``, ``traps``, ``ok``,
-  ``untouched``; for compare results ``under-trained-update`` etc. name the same
+  ``untouched``, ``low-rank``; for compare results ``under-trained-update`` etc. name the same
   verdicts of ΔW), ``shaky`` (fit_quality not good), ``failed`` (status not ok), any
   boolean column of the table (``changed-verdict``, ``became-under-trained`` in diffs),
   or a model-level count (``duplicated``, ``only-in-base``, ``only-in-tuned``,
@@ -39,7 +39,7 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
 }
 _AGGS = ("mean", "median", "max", "min", "sum")
-VERDICTS = ("under-trained", "over-trained", "traps", "ok", "untouched")
+VERDICTS = ("under-trained", "over-trained", "traps", "ok", "untouched", "low-rank")
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ LORA_ROWS: list[dict[str, object]] = [
         "name": "encoder.layer.0.attention.self.key.weight", "kind": "lora", "N": 384,
         "M": 384, "status": "ok", "lora_rank": 8, "alpha": NAN, "rel_update": 0.01297,
         "update_rank": 8, "base_alpha": 4.7721, "tuned_alpha": 5.2183, "delta_alpha": 0.4462,
-        "fit_quality": "low-rank", "verdict": "low-rank",
+        "fit_quality": None, "verdict": "low-rank",
         "reason": "rank 8: too few eigenvalues for a tail fit",
     },
 ]  # fmt: skip
