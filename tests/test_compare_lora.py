@@ -134,3 +134,21 @@ def test_conv1d_and_embedding_updates_are_laid_out_like_the_base(
     reference = _alphas(layerscope.scan(merged, include=targets))
     for name in targets:
         assert res.loc[name, "tuned_alpha"] == pytest.approx(reference[name], rel=1e-4)
+
+
+@pytest.mark.parametrize("rank", [1, 9, 10])
+def test_dense_update_rank_decides_whether_alpha_is_fitted(rank: int) -> None:
+    g = torch.Generator().manual_seed(rank)
+    base = {"w.weight": torch.randn(96, 64, generator=g, dtype=torch.float64)}
+    update = torch.randn(96, rank, generator=g, dtype=torch.float64) @ torch.randn(
+        rank, 64, generator=g, dtype=torch.float64
+    )
+    row = layerscope.compare(base, {"w.weight": base["w.weight"] + 0.1 * update}).layers.iloc[0]
+    assert row["status"] == "ok" and row["update_rank"] == rank
+    if rank < 10:  # the tail a fit needs (powerlaw.TINY_TAIL)
+        assert row["verdict"] == "low-rank" and np.isnan(row["alpha"])
+        assert row["reason"] == f"rank {rank}: too few eigenvalues for a tail fit"
+        if rank > 1:  # the update's other columns are still there
+            assert row["stable_rank"] > 0
+    else:
+        assert row["verdict"] != "low-rank" and row["alpha"] > 1

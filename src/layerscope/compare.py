@@ -77,7 +77,8 @@ def _no_tail_fit(row: Row, rank: int) -> Row:
     the HTSR bands themselves, so no alpha and no band verdict are reported.
     """
     # No fit at all (fit_quality None), so gates counting shaky fits do not count it.
-    out = {**row, **{c: float("nan") for c in TAIL_COLUMNS if c in row}, "fit_quality": None}
+    blank = {c: float("nan") for c in TAIL_COLUMNS if c in row or c == "alpha"}
+    out = {**row, **blank, "fit_quality": None}
     out.update(
         status="ok",
         verdict=LOW_RANK,
