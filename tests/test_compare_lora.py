@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import layerscope
 from layerscope.cli import main
+from layerscope.compare_result import left_band
 from layerscope.gate import check
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,16 +59,21 @@ def _alphas(result: Any) -> Any:
 
 def test_merged_alpha_matches_peft_merge_then_scan(minilm_lora: Dirs) -> None:
     base, adapter, merged = minilm_lora
-    res = layerscope.compare(base, adapter).layers.set_index("name")
+    result = layerscope.compare(base, adapter)
+    res = result.layers.set_index("name")
     assert len(res) == 12 and set(res["lora_rank"]) == {8, 16}
     merged_alpha = _alphas(layerscope.scan(merged, include=["query", "key"]))
     base_alpha = _alphas(layerscope.scan(base, include=["query", "key"]))
+    base_alpha, merged_alpha = base_alpha[res.index], merged_alpha[res.index]
     for name, row in res.iterrows():
         assert row["tuned_alpha"] == pytest.approx(merged_alpha[name], rel=1e-4)
         assert row["base_alpha"] == pytest.approx(base_alpha[name], rel=1e-9)
         assert row["delta_alpha"] == pytest.approx(row["tuned_alpha"] - row["base_alpha"])
     # The merge moved the layers' alpha: tuned_alpha is not a copy of base_alpha.
     assert (res["delta_alpha"] != 0).all() and res["delta_alpha"].abs().max() > 0.1
+    pairs = zip(base_alpha, merged_alpha, strict=True)
+    left = sum(2 <= b <= 6 and not 2 <= t <= 6 for b, t in pairs)
+    assert result.summary["num_left_band"] == result.gate_counts()["left-band"] == left
 
 
 def test_rank_below_tail_size_says_so(minilm_lora: Dirs) -> None:
@@ -152,3 +159,14 @@ def test_dense_update_rank_decides_whether_alpha_is_fitted(rank: int) -> None:
             assert row["stable_rank"] > 0
     else:
         assert row["verdict"] != "low-rank" and row["alpha"] > 1
+
+
+def test_left_band_counts_layers_pushed_out_of_2_to_6() -> None:
+    nan = float("nan")
+    layers = pd.DataFrame(
+        {
+            "base_alpha": [3.0, 3.0, 7.0, 2.0, nan, 3.0],
+            "tuned_alpha": [1.9, 6.0, 3.0, 6.1, 1.0, nan],
+        }
+    )
+    assert left_band(layers) == 2  # rows 0 and 3; a band edge is inside; NaN never counts

@@ -7,8 +7,8 @@ A rule is ``SUBJECT OP THRESHOLD`` with OP one of ``> >= < <=``:
   verdicts of ΔW), ``shaky`` (fit_quality not good), ``failed`` (status not ok), any
   boolean column of the table (``changed-verdict``, ``became-under-trained`` in diffs),
   or a model-level count (``duplicated``, ``only-in-base``, ``only-in-tuned``,
-  ``shape-mismatch``). THRESHOLD is a count, or a percentage of the table's rows
-  (``under-trained-update>20%``).
+  ``shape-mismatch``, ``left-band``: layers whose alpha left [2, 6]). THRESHOLD is a
+  count, or a percentage of the table's rows (``under-trained-update>20%``).
 * aggregates — ``mean(col)``, ``median(col)``, ``max(col)``, ``min(col)``, ``sum(col)``
   over a numeric column (``mean(alpha)>5``, ``max(abs_delta_alpha)>=1``).
 

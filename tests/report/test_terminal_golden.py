@@ -84,7 +84,7 @@ DENSE_ROWS: list[dict[str, object]] = [
     {
         "name": "layers.3.weight", "kind": "linear", "N": 256, "M": 128, "status": "ok",
         "alpha": 1.6, "rel_update": 1.3e-4, "update_rank": 64, "base_alpha": 2.2,
-        "tuned_alpha": 2.05, "delta_alpha": -0.15, "fit_quality": "good",
+        "tuned_alpha": 1.95, "delta_alpha": -0.25, "fit_quality": "good",
         "verdict": "over-trained", "reason": "alpha 1.60 < 2: very heavy tail",
     },
 ]  # fmt: skip

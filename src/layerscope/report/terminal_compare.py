@@ -81,6 +81,7 @@ def compare_summary(result: CompareResult) -> Table:
         ("under-trained updates (alpha > 6)", "count_under_trained_updates"),
         ("over-trained updates (alpha < 2)", "count_over_trained_updates"),
         ("updates of rank < 10 (no tail fit)", "count_low_rank_updates"),
+        ("layers moved out of alpha 2–6", "num_left_band"),
         ("duplicated pairs", "num_duplicated_pairs"),
         ("only in base", "num_only_in_base"),
         ("only in tuned", "num_only_in_tuned"),

@@ -35,6 +35,7 @@ SUMMARY_CARDS = (
     ("count_over_trained_updates", "over-trained updates", "v-over-trained"),
     ("count_traps_updates", "updates with traps", "v-traps"),
     ("count_low_rank_updates", "updates too low-rank to fit", "v-low-rank"),
+    ("num_left_band", "layers moved out of alpha 2–6", "v-over-trained"),
     ("num_duplicated_pairs", "duplicated pairs", ""),
     ("num_only_in_base", "only in base", ""),
     ("num_only_in_tuned", "only in tuned", ""),
