@@ -12,9 +12,10 @@ into a tiny LlamaForCausalLM of the same shapes (keys, factors and PEFT's own Δ
 Paths, each timed ``--repeat`` times (min reported):
 
 * (a) ``layerscope.compare(None, adapter_dir)``: ΔW = s·B·A analysed through the r×r core;
-* (b) ``layerscope.compare(base_file, adapter_dir)``: (a) plus the base norms (rel_update,
-  spectral_ratio by power iteration); (b2) with ``lora_base_alpha=True`` also one dense
-  eigendecomposition of each BASE matrix (base_alpha);
+* (b) ``layerscope.compare(base_file, adapter_dir, lora_layer_alpha=False)``: (a) plus the
+  base norms (rel_update, spectral_ratio by power iteration); (b2) the default
+  ``compare(base_file, adapter_dir)``, which also takes two dense eigendecompositions per
+  target, of the base matrix W and the merged W + s·B·A (base_alpha, tuned_alpha);
 * (c) dense: materialise every ΔW = s·B·A, then ``layerscope.scan({name: ΔW})``;
 * (d) WeightWatcher 0.7.7 delta analysis, ``WeightWatcher(model=tuned, base_model=base)
   .analyze()`` on nn.Modules (tuned = base + ΔW merged): a full SVD of every dense ΔW
@@ -74,8 +75,8 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONTENDED_CORES = 0.3  # other processes using more cores than this on average: "contended"
 PATHS = {
     "a": "compare(None, adapter)  [r×r core]",
-    "b": "compare(base, adapter)  [core + base norms]",
-    "b2": "compare(base, adapter, lora_base_alpha=True)  [+ base eig]",
+    "b": "compare(base, adapter, lora_layer_alpha=False)  [core + base norms]",
+    "b2": "compare(base, adapter)  [+ base and merged eig]",
     "c": "dense ΔW + scan",
     "d": "WW delta (base_model=)  [full SVD of ΔW]",
     "e": "WW analyze(peft=True)   [dense BA, top-r SVD]",
@@ -144,7 +145,7 @@ def hwm():
             return int(line.split()[1])
 before = hwm()
 base = None if sys.argv[1] == "-" else sys.argv[1]
-layerscope.compare(base, sys.argv[2])
+layerscope.compare(base, sys.argv[2], lora_layer_alpha=False)
 print(json.dumps({"import_kib": before, "peak_kib": hwm()}))
 """
 
@@ -340,10 +341,10 @@ def run_paths(env: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[s
     res: dict[str, dict[str, Any]] = {}
     console.print("[dim](a) compare(None, adapter) ...[/]")
     res["a"] = timed(lambda: layerscope.compare(None, adapter), k)
-    console.print("[dim](b) compare(base, adapter) ...[/]")
-    res["b"] = timed(lambda: layerscope.compare(base_file, adapter), k)
-    console.print("[dim](b2) compare(base, adapter, lora_base_alpha=True) ...[/]")
-    res["b2"] = timed(lambda: layerscope.compare(base_file, adapter, lora_base_alpha=True), k)
+    console.print("[dim](b) compare(base, adapter, lora_layer_alpha=False) ...[/]")
+    res["b"] = timed(lambda: layerscope.compare(base_file, adapter, lora_layer_alpha=False), k)
+    console.print("[dim](b2) compare(base, adapter) ...[/]")
+    res["b2"] = timed(lambda: layerscope.compare(base_file, adapter), k)
     console.print("[dim](c) dense ΔW + scan ...[/]")
     res["c"] = timed(lambda: dense_scan(lora), k)
     if args.no_ww:
@@ -400,7 +401,12 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"peak RSS (fresh process, VmHWM KiB): {report['rss_kib']}", markup=False)
         if args.profile:
             profile(lambda: layerscope.compare(None, env["adapter"]), "(a)")
-            profile(lambda: layerscope.compare(env["base_file"], env["adapter"]), "(b)")
+            profile(
+                lambda: layerscope.compare(
+                    env["base_file"], env["adapter"], lora_layer_alpha=False
+                ),
+                "(b)",
+            )
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     console.print(f"this process ru_maxrss: {maxrss / 2**20:.2f} GiB (all paths)")
     report["ru_maxrss_kib"] = maxrss

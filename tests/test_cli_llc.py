@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from layerscope.cli import main
-from layerscope.probes.llc import estimate
+from layerscope.probes.llc import LLCResult, estimate
+from layerscope.results import SCHEMA_VERSION
 
 FAST = ["--chains", "2", "--draws", "20", "--burnin", "10", "--seed", "3", "--device", "cpu"]
 
@@ -69,9 +70,14 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         capsys, "_llc_fixtures:trained", "--data", "_llc_fixtures:tensors", "--loss", "nll-gauss",
         "--batch-size", "32", "--nbeta", "10", "--step-size", "1e-3", "--localization", "2",
     )  # fmt: skip
-    assert out["kind"] == "llc" and out["checkpoint"] == "_llc_fixtures:trained"
-    assert out["data"] == "_llc_fixtures:tensors" and out["loss"] == "nll-gauss"
-    assert out["model"] is None and out["num_chains"] == 2 and len(out["per_chain"]) == 2
+    assert out["schema_version"] == SCHEMA_VERSION and out["kind"] == "llc"
+    assert out["meta"] == {
+        "checkpoint": "_llc_fixtures:trained",
+        "model": None,
+        "data": "_llc_fixtures:tensors",
+        "loss": "nll-gauss",
+    }
+    assert out["num_chains"] == 2 and len(out["per_chain"]) == 2
     assert (out["nbeta"], out["step_size"], out["localization"]) == (10.0, 1e-3, 2.0)
     assert (out["batch_size"], out["num_samples"], out["num_draws"]) == (32, 64, 20)
     assert isinstance(out["warnings"], list) and isinstance(out["diag_r_hat"], float)
@@ -89,7 +95,7 @@ def test_weights_file_with_model_gives_the_same_number(
     for name in ("c.pt", "c.safetensors"):
         out = run_json(capsys, str(tmp_path / name), "--model", "_llc_fixtures:build_model", *args)
         assert out["per_chain"] == by_callable["per_chain"]
-        assert out["model"] == "_llc_fixtures:build_model"
+        assert out["meta"]["model"] == "_llc_fixtures:build_model"
 
 
 def test_table_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,6 +112,7 @@ def test_table_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     else:
         assert "no diagnostic warnings" in table
     assert not list(target.parent.glob(".*.tmp"))  # atomic write left no temp file
+    assert list(LLCResult.from_json(target).per_chain) == saved["per_chain"]
 
 
 def _bad_fit(tmp_path: Path, fx: Any, kind: str) -> str:

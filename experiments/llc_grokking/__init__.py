@@ -1,1 +1,1 @@
-"""The LLC over grokking of modular addition (SCIENCE.md §6, issue 6); see train.py."""
+"""The LLC over grokking of modular addition (docs/science.md §8, issue 6); see train.py."""

@@ -5,7 +5,7 @@ training): embeddings of a and b (one shared table) concatenated → Linear → 
 Linear → p logits, cross-entropy, AdamW with decoupled weight decay, full-batch steps.
 Every ``llc_every`` steps the local learning coefficient of the current weights is
 estimated on the TRAINING data only (:func:`layerscope.probes.llc.estimate`, paired
-baseline, nβ = B/ln B) and train/test loss and accuracy are logged. SCIENCE.md §6: the
+baseline, nβ = B/ln B) and train/test loss and accuracy are logged. docs/science.md §8: the
 LLC should rise while the network memorises, then fall and flatten after it groks,
 tracking the test loss. One CSV row per estimate:
 step, train_loss, train_acc, test_loss, test_acc, llc, llc_std, llc_warnings, weight_norm.

@@ -11,9 +11,16 @@ spent without learning), plus:
     base_alpha, tuned_alpha, delta_alpha = tuned_alpha − base_alpha
 
 Matrices whose update is zero (or below ``untouched_tol`` relative) are ``untouched``;
-identical/near-identical matrices within one model are reported as duplicated. A
-PEFT LoRA directory is analysed through its r×r core (``functional.delta``), with or
-without the base model.
+identical/near-identical matrices within one model are reported as duplicated. An
+update of rank r < 10 (``powerlaw.TINY_TAIL``) has too few non-zero eigenvalues for a
+tail fit: its alpha and the columns derived from it are left empty and its verdict is
+``low-rank`` ("rank 8: too few eigenvalues for a tail fit"), not a shaky alpha.
+
+A PEFT LoRA directory is analysed through its r×r core (``functional.delta``), with or
+without the base model. With the base, each target also gets ``base_alpha`` (the base
+layer W) and ``tuned_alpha`` (the merged layer W + s·B·A, as PEFT's
+``merge_and_unload`` forms it), so the table says whether the adapter made the layer
+worse; ``lora_layer_alpha=False`` skips those two dense spectra.
 """
 
 from __future__ import annotations
@@ -43,13 +50,17 @@ from layerscope.compare_result import (
 )
 from layerscope.duplicates import Sketch, find_duplicates, sketch
 from layerscope.functional import delta, norms
-from layerscope.functional.powerlaw import fit_power_law
+from layerscope.functional.powerlaw import TINY_TAIL, fit_power_law
 from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
-from layerscope.metrics import LayerSpectra
+from layerscope.metrics import BY_NAME, LayerSpectra
 from layerscope.options import CompareOptions
 from layerscope.scan import ProgressEvent
 
 Row = dict[str, Any]
+
+# Columns that rest on the power-law tail fit: empty when an update has too few eigenvalues.
+TAIL_COLUMNS = (*BY_NAME["powerlaw"].columns, "alpha_weighted", "log_alpha_norm", "ERG_gap")
+LOW_RANK = "low-rank"
 
 
 def _alpha(evals: np.ndarray[Any, np.dtype[np.float64]]) -> float:
@@ -57,6 +68,24 @@ def _alpha(evals: np.ndarray[Any, np.dtype[np.float64]]) -> float:
         return fit_power_law(evals).alpha
     except ValueError:  # fewer than two non-zero eigenvalues
         return float("nan")
+
+
+def _no_tail_fit(row: Row, rank: int) -> Row:
+    """The row of an update with fewer than ``TINY_TAIL`` non-zero eigenvalues: no alpha.
+
+    A tail fit on r < 10 values gives an alpha whose error bar (α − 1)/√r is as wide as
+    the HTSR bands themselves, so no alpha and no band verdict are reported.
+    """
+    # No fit at all (fit_quality None), so gates counting shaky fits do not count it.
+    blank = {c: float("nan") for c in TAIL_COLUMNS if c in row or c == "alpha"}
+    out = {**row, **blank, "fit_quality": None}
+    out.update(
+        status="ok",
+        verdict=LOW_RANK,
+        reason=f"rank {rank}: too few eigenvalues for a tail fit",
+        warning="",
+    )
+    return out
 
 
 def _update_columns(d_ev: Any, base_ev: Any, N: int, rel: float) -> Row:
@@ -103,6 +132,8 @@ class _Comparer:
         row.update(metrics)
         if d_ev is not None:
             row.update(_update_columns(d_ev, base_ev, plan.N, rel))
+            if row["update_rank"] < TINY_TAIL:
+                return _no_tail_fit(row, row["update_rank"])
         return row
 
     def tensors(
@@ -123,10 +154,11 @@ class _Comparer:
         return rows
 
     def lora(self, f: LoraFactors, base: LayerWeights | None) -> Row:
-        """One LoRA target through the r×r core; the base (if any) only for its norms.
+        """One LoRA target through the r×r core; the base (if any) for norms and alphas.
 
-        ‖W‖_F is a sum of squares and ‖W‖₂ a power iteration, so no dense spectrum is
-        taken unless ``lora_base_alpha`` asks for the base layer's own alpha.
+        ‖W‖_F is a sum of squares and ‖W‖₂ a power iteration; the only dense spectra
+        are those of W and W + s·B·A for ``base_alpha``/``tuned_alpha``
+        (``lora_layer_alpha``).
         """
         B = f.B.load().to(torch.float64)
         A = f.A.load().to(torch.float64)
@@ -150,21 +182,44 @@ class _Comparer:
             base_fro2 = float(torch.linalg.vector_norm(wb, dtype=torch.float64) ** 2)
             row["spectral_ratio"] = float(np.sqrt(ev[-1] / spectrum.top_eigenvalue(wb)))
             row["rel_update"] = float(np.sqrt(ev.sum() / base_fro2)) if base_fro2 else float("inf")
-            if self.opts.lora_base_alpha:
-                row["base_alpha"] = _alpha(self.analyser.eig(wb, 1.0))
+            if self.opts.lora_layer_alpha:
+                row.update(self.merged_alphas(wb, _dense_update(f, B, A, tuple(wb.shape))))
         total = float(ev.sum())
         if total == 0.0 or (base_fro2 and np.sqrt(total / base_fro2) <= self.opts.untouched_tol):
             row.update(status="untouched", verdict="untouched", reason="LoRA update is zero")
             return row
+        rank = norms.numerical_rank(ev, N)
+        row.update(update_rank=rank, update_effective_rank=delta.effective_rank(ev))
         specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
         spectra = LayerSpectra(ev, N, M, zero_thresh=relative_zero_thresh(ev))
         metrics, _ = self.analyser.rate(spectra, specs)
-        row.update(
-            metrics,
-            update_rank=norms.numerical_rank(ev, N),
-            update_effective_rank=delta.effective_rank(ev),
+        row.update(metrics)
+        return _no_tail_fit(row, rank) if rank < TINY_TAIL else row
+
+    def merged_alphas(self, wb: torch.Tensor, update: torch.Tensor) -> Row:
+        """alpha of the base layer W and of the merged layer W + ΔW, and their change."""
+        base_alpha = _alpha(self.analyser.eig(wb, 1.0))
+        tuned_alpha = _alpha(self.analyser.eig(wb.to(torch.float64) + update, 1.0))
+        return {
+            "base_alpha": base_alpha,
+            "tuned_alpha": tuned_alpha,
+            "delta_alpha": tuned_alpha - base_alpha,
+        }
+
+
+def _dense_update(
+    f: LoraFactors, B: torch.Tensor, A: torch.Tensor, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """ΔW = s·B·A laid out like the base weight (transposed for embeddings and for
+    ``fan_in_fan_out`` layers such as GPT-2's Conv1D, as PEFT's ``get_delta_weight``)."""
+    update = f.scale * (B @ A)
+    update = update.T if f.transposed else update
+    if tuple(update.shape) != shape:
+        raise ValueError(
+            f"{f.base_name}: the LoRA update has shape {tuple(update.shape)}, "
+            f"the base weight {shape}"
         )
-        return row
+    return update
 
 
 def _reload(layer: LayerWeights, plan: MatrixPlan) -> torch.Tensor:
@@ -289,9 +344,9 @@ def compare(
             (``metrics``, ``seed``, ``device``, ``precision``...) plus ``untouched_tol``
             (relative update below which a matrix is untouched, default 1e-6),
             ``duplicate_tol`` (relative distance for duplicated matrices, default 1e-4) and
-            ``duplicates`` (look for them, default True) and ``lora_base_alpha`` (also
-            take the full spectrum of each LoRA base matrix for ``base_alpha``; default
-            False, since that costs as much as a dense scan).
+            ``duplicates`` (look for them, default True) and ``lora_layer_alpha`` (with a
+            base and a LoRA adapter, also fit the alpha of each base layer and of the
+            merged layer W + s·B·A; default True; False skips those dense spectra).
     """
     opts = CompareOptions.from_kwargs(**options)
     started = time.perf_counter()

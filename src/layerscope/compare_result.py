@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from layerscope.metrics import ALPHA_OVER, ALPHA_UNDER
 from layerscope.results import SCHEMA_VERSION, TableResult, json_value, read_json, records
 
 DUPLICATED_COLUMNS = ("model", "name_a", "name_b", "distance")
@@ -29,6 +30,16 @@ def rank_worst(layers: pd.DataFrame, limit: int = WORST_LIMIT) -> list[dict[str,
         {"name": r["name"], "verdict": r["verdict"], "reason": r["reason"]}
         for _, r in ranked.head(limit).iterrows()
     ]
+
+
+def left_band(layers: pd.DataFrame) -> int:
+    """Layers whose own alpha was in the HTSR band [2, 6] before the update and is not
+    after it (a fit on either side missing: not counted): where the tune made the layer
+    itself worse."""
+    base = pd.to_numeric(layers["base_alpha"], errors="coerce")
+    tuned = pd.to_numeric(layers["tuned_alpha"], errors="coerce")
+    inside = base.between(ALPHA_OVER, ALPHA_UNDER)
+    return int((inside & tuned.notna() & ~tuned.between(ALPHA_OVER, ALPHA_UNDER)).sum())
 
 
 def summarize_compare(
@@ -53,8 +64,10 @@ def summarize_compare(
         "num_only_in_tuned": len(only_in_tuned),
         "num_shape_mismatch": len(shape_mismatch),
     }
-    for v in ("under-trained", "over-trained", "traps", "ok"):
+    for v in ("under-trained", "over-trained", "traps", "ok", "low-rank"):
         summary[f"count_{v.replace('-', '_')}_updates"] = int(verdicts.get(v, 0))
+    if "base_alpha" in layers and "tuned_alpha" in layers:
+        summary["num_left_band"] = left_band(layers)
     for col in ("alpha", "rel_update", "delta_alpha"):
         if col in changed and len(changed):
             summary[f"mean_{col}"] = json_value(pd.to_numeric(changed[col], errors="coerce").mean())
@@ -105,6 +118,7 @@ class CompareResult(TableResult):
             "only-in-base": len(self.only_in_base),
             "only-in-tuned": len(self.only_in_tuned),
             "shape-mismatch": len(self.shape_mismatch),
+            "left-band": int(self.summary.get("num_left_band", 0)),
         }
 
     @classmethod

@@ -3,12 +3,12 @@
 A rule is ``SUBJECT OP THRESHOLD`` with OP one of ``> >= < <=``:
 
 * counting subjects — a verdict (``under-trained``, ``over-trained``, ``traps``, ``ok``,
-  ``untouched``; for compare results ``under-trained-update`` etc. name the same
+  ``untouched``, ``low-rank``; for compare results ``under-trained-update`` etc. name the same
   verdicts of ΔW), ``shaky`` (fit_quality not good), ``failed`` (status not ok), any
   boolean column of the table (``changed-verdict``, ``became-under-trained`` in diffs),
   or a model-level count (``duplicated``, ``only-in-base``, ``only-in-tuned``,
-  ``shape-mismatch``). THRESHOLD is a count, or a percentage of the table's rows
-  (``under-trained-update>20%``).
+  ``shape-mismatch``, ``left-band``: layers whose alpha left [2, 6]). THRESHOLD is a
+  count, or a percentage of the table's rows (``under-trained-update>20%``).
 * aggregates — ``mean(col)``, ``median(col)``, ``max(col)``, ``min(col)``, ``sum(col)``
   over a numeric column (``mean(alpha)>5``, ``max(abs_delta_alpha)>=1``).
 
@@ -39,7 +39,7 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
 }
 _AGGS = ("mean", "median", "max", "min", "sum")
-VERDICTS = ("under-trained", "over-trained", "traps", "ok", "untouched")
+VERDICTS = ("under-trained", "over-trained", "traps", "ok", "untouched", "low-rank")
 
 
 @dataclass(frozen=True)

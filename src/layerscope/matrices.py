@@ -1,6 +1,6 @@
 """A layer's tensor -> the 2-D matrices analysed. Every format quirk lives here.
 
-Treatments (SCIENCE.md §1; WeightWatcher 0.7.7 ``conv2D_Wmats``/``apply_normalize_Wmats``):
+Treatments (docs/science.md §1; WeightWatcher 0.7.7 ``conv2D_Wmats``/``apply_normalize_Wmats``):
 
 * Linear / Embedding / HF ``Conv1D``: the matrix itself (the spectrum of W and Wᵀ
   is the same, so GPT-2's transposed storage only matters when splitting QKV).

@@ -70,7 +70,7 @@ class CompareOptions(ScanOptions):
     untouched_tol: float = 1e-6
     duplicate_tol: float = 1e-4
     duplicates: bool = True
-    lora_base_alpha: bool = False
+    lora_layer_alpha: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,6 +1,6 @@
 """Orchestration: model source x metrics -> :class:`ScanResult`. Never prints.
 
-Flow (ARCHITECTURE.md): adapters yield lazily loaded tensors; ``matrices`` plans
+Flow (docs/design.md): adapters yield lazily loaded tensors; ``matrices`` plans
 which 2-D matrices each tensor yields (from names and shapes alone, so the skipped
 list and the progress total are known before any data is read); each tensor is
 loaded once, its matrices go through ``spectrum`` and the metric registry, and the

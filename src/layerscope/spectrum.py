@@ -1,7 +1,7 @@
 """Matrices -> eigenvalues: the empirical spectral density (ESD) of WᵀW.
 
 For an N×M matrix W (N ≥ M) the ESD is the M eigenvalues λᵢ = σᵢ² of the M×M Gram
-matrix X = WᵀW (SCIENCE.md §1). We form X and call a symmetric eigensolver
+matrix X = WᵀW (docs/science.md §1). We form X and call a symmetric eigensolver
 (``eigvalsh``) instead of taking singular values of W: the same numbers, measured
 3.5–5.6x faster than WeightWatcher's float64 SVD on Llama-shaped matrices, and the
 Gram of a tall matrix (a 128k-row embedding) is only M×M. On CPU X is formed by the

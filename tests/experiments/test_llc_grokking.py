@@ -1,4 +1,4 @@
-"""The LLC over grokking (SCIENCE.md §6): it peaks at the end of memorisation, falls by
+"""The LLC over grokking (docs/science.md §8): it peaks at the end of memorisation, falls by
 ≥ 30 % once the test accuracy passes 99 % and tracks the test loss; without weight
 decay the network never groks in the same steps and its LLC shows no such drop."""
 

@@ -356,10 +356,11 @@ def test_monitor_estimates_llc_when_due(
 
 
 def test_regular_quadratic_reads_half_the_dimension() -> None:
-    """A regular model has λ = d/2 (Watanabe 2009, SCIENCE.md §6). For L(w) = ‖w‖²/2 with
-    localization γ the SGLD chain is a discretised Ornstein-Uhlenbeck process with
-    a = nβ + γ, whose stationary E‖w‖² is d·ε/(1 − (1 − εa/2)²), so the estimate
-    nβ·E[L] has a closed form to check, step size error included."""
+    """A regular model has λ = d/2 (Watanabe 2009, Algebraic Geometry and Statistical
+    Learning Theory). For L(w) = ‖w‖²/2 with localization γ the SGLD chain is a
+    discretised Ornstein-Uhlenbeck process with a = nβ + γ, whose stationary E‖w‖² is
+    d·ε/(1 − (1 − εa/2)²), so the estimate nβ·E[L] has a closed form to check, step size
+    error included."""
     d, nbeta, gamma = 200, 26.0, 1.0
     step = 0.02 / nbeta
     model = nn.Linear(d, 1, bias=False)

@@ -1,4 +1,4 @@
-"""The one shared comparison helper of the reference tests (ARCHITECTURE.md rule 7).
+"""The one shared comparison helper of the reference tests (docs/design.md, rule 8).
 
 ``compare_tables`` lines up two per-layer tables by a key (our ``name`` against the
 reference's ``longname``, say) and applies a list of :class:`Check` s, one per column.

@@ -100,7 +100,7 @@ def test_track_html(tmp_path: Path) -> None:
         (["report", "{db}"], "2 runs in this store; choose one with --run"),
         (["report", "{db}", "--run", "nope"], "no run 'nope' in this store"),
         (["report", "{db}", "--run", "first", "--fail-on", "ok>0"], "apply to scan and compare"),
-        (["report", "{tmp}/diff.json", "-o", "{tmp}"], "--output"),
+        (["report", "{tmp}/diff.json", "-o", "{tmp}"], "--out"),
         (["scan", "{tmp}/garbage.txt", "--html", "{tmp}"], "--html"),
     ],
 )

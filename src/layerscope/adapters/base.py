@@ -3,7 +3,7 @@
 An adapter turns a model source (an ``nn.Module``, a state dict, a file, a
 Hugging Face directory) into a stream of :class:`LayerWeights`. Nothing is read
 from disk until :meth:`LayerWeights.load` is called, so a scan holds at most a
-few layers in memory at a time (ARCHITECTURE.md, rule 3).
+few layers in memory at a time (docs/design.md, rule 2).
 """
 
 from __future__ import annotations

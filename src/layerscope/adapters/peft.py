@@ -16,6 +16,7 @@ PEFT ``LoraLayer.update_layer``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -29,7 +30,7 @@ from layerscope.adapters.hf_dir import open_weights_file
 
 CONFIG_NAME = "adapter_config.json"
 _KEY = re.compile(
-    r"^(?:base_model\.model\.)?(?P<module>.+?)\.lora_(?:embedding_)?(?P<ab>[AB])"
+    r"^(?:base_model\.model\.)?(?P<module>.+?)\.lora_(?P<emb>embedding_)?(?P<ab>[AB])"
     r"(?:\.[A-Za-z_]+)?(?:\.weight)?$"
 )
 
@@ -44,6 +45,8 @@ class LoraFactors:
         A, B: lazily loaded factors, A (r × in), B (out × r).
         scale: s in ΔW = s·B·A.
         rank: r.
+        transposed: the base weight is laid out as (s·B·A)ᵀ: an embedding
+            (vocab × dim), or a ``fan_in_fan_out`` layer such as GPT-2's Conv1D.
     """
 
     module: str
@@ -52,6 +55,7 @@ class LoraFactors:
     B: LayerWeights
     scale: float
     rank: int
+    transposed: bool = False
 
 
 def is_adapter_dir(path: Any) -> bool:
@@ -108,13 +112,18 @@ def open_lora(path: str | Path, *, allow_unsafe_pickle: bool = False) -> list[Lo
     config = _read_config(directory)
     source = open_weights_file(_weights_file(directory), allow_unsafe_pickle=allow_unsafe_pickle)
     parts: dict[str, dict[str, LayerWeights]] = {}
+    embeddings: set[str] = set()
     for layer in source:
         match = _KEY.match(layer.name)
         if match is not None:
             parts.setdefault(match["module"], {})[match["ab"]] = layer
+            if match["emb"]:
+                embeddings.add(match["module"])
     factors = []
     for module in sorted(parts, key=natural_key):
-        factors.append(_factors(module, parts[module], config, directory))
+        f = _factors(module, parts[module], config, directory)
+        transposed = module in embeddings or bool(config.get("fan_in_fan_out"))
+        factors.append(dataclasses.replace(f, transposed=transposed))
     if not factors:
         raise SourceError(f"PEFT adapter {directory} holds no lora_A/lora_B weights")
     return factors

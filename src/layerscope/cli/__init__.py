@@ -78,7 +78,12 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-size", type=int, default=0, help="skip matrices whose smaller side is below N"
     )
-    p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("cpu", "cuda", "auto"),
+        help="where eigenvalues are computed (auto: CUDA when available)",
+    )
     p.add_argument(
         "--jobs",
         "-j",
@@ -134,9 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="relative distance below which two matrices count as duplicated",
     )
     p.add_argument(
+        "--lora-update-only",
+        dest="lora_layer_alpha",
+        action="store_false",
+        default=True,
+        help="LoRA with a base: skip the base and merged layers' alpha (no dense spectra)",
+    )
+    p.add_argument(
         "--lora-base-alpha",
+        dest="lora_layer_alpha",
         action="store_true",
-        help="LoRA: also fit the base layers' alpha (a dense spectrum per target)",
+        default=True,
+        help="LoRA: fit the base and merged layers' alpha (the default; kept for old scripts)",
     )
     _add_scan_options(p)
     _add_output_options(p)
@@ -153,8 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="self-contained HTML page of a saved scan/compare result or a tracked run"
     )
     p.add_argument("input", help="scan or compare result (.json), or a run store (.db)")
+    # -o/--out is the file a command writes, as in scan/compare/diff; --output is the old name.
     p.add_argument(
-        "--output", "-o", metavar="FILE", help="the page (default: INPUT or RUN with .html)"
+        "--out",
+        "-o",
+        "--output",
+        dest="out",
+        metavar="FILE",
+        help="write the page to FILE (default: INPUT or RUN with .html)",
     )
     p.add_argument("--run", help="run to show when INPUT is a run store with several runs")
     _add_gate_options(p, "gate rules to show (and exit 1 on), as for scan/compare; repeatable")

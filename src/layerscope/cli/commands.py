@@ -60,7 +60,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         **scan_options(args),
         "untouched_tol": args.untouched_tol,
         "duplicate_tol": args.duplicate_tol,
-        "lora_base_alpha": args.lora_base_alpha,
+        "lora_layer_alpha": args.lora_layer_alpha,
     }
     result = with_progress(
         args, "compare", lambda progress: compare(base, tuned, progress=progress, **options)
@@ -88,7 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from layerscope.report.html import compare_html, run_html, scan_html
 
     gate_rules = read_rules(args)
-    check_html(args.output, "--output")
+    check_html(args.out, "--out")
     source = Path(args.input)
     if not source.is_file():
         raise UserError(f"{args.input}: no such file")
@@ -98,7 +98,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from layerscope.track.view import read_run
 
         store, run = _open_run(source, args.run)
-        args.html = args.output or str(source.with_name(f"{_file_name(run)}.html"))
+        args.html = args.out or str(source.with_name(f"{_file_name(run)}.html"))
         try:
             view = read_run(store, run)
         finally:
@@ -106,7 +106,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         html_report(args, lambda: run_html(view))
         return 0
     kind = _result_kind(source)
-    args.html = args.output or str(source.with_suffix(".html"))
+    args.html = args.out or str(source.with_suffix(".html"))
     try:
         result = (ScanResult if kind == "scan" else CompareResult).from_json(source)
     except KeyError as exc:

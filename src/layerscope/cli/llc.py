@@ -8,15 +8,11 @@ and diagnostics: :mod:`layerscope.probes.llc` and docs/llc.md.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from layerscope.cli._io import UserError, stdout
 from layerscope.cli._llc_inputs import (
@@ -29,9 +25,10 @@ from layerscope.cli._llc_inputs import (
     load_weights,
     resolve_loss,
 )
+from layerscope.report.terminal import fmt_num
+from layerscope.report.terminal_llc import render_llc, render_llc_warnings
 
 if TYPE_CHECKING:
-    from layerscope.probes.llc import LLCResult
     from layerscope.track.checkpoints import Checkpoint
     from layerscope.track.store import RunStore
 
@@ -114,7 +111,12 @@ def add_llc_parser(sub: Any) -> argparse.ArgumentParser:
         help="mse, ce, nll-gauss (batches (x, y)) or pkg.module:fn taking (model, batch)",
     )
     add_sampler_arguments(p)
-    p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format")
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="stdout format (json: the document --out writes, with a schema_version)",
+    )
     p.add_argument("--out", "-o", metavar="FILE", help="also write the result as JSON to FILE")
     p.add_argument(
         "--unsafe-pickle",
@@ -160,81 +162,24 @@ def cmd_llc(args: argparse.Namespace) -> int:
         result = estimate(model, data, loss_fn, **options)
     except RuntimeError as exc:
         raise UserError(f"llc: sampling failed ({describe_error(exc)})") from exc
-    text = json.dumps(result_dict(result, args), indent=2)
-    if args.out:
-        from layerscope.results import atomic_write
-
-        atomic_write(args.out, lambda handle: handle.write(text.encode()))
+    text = result.to_json(args.out, meta=_meta(args))
     if args.format == "json" and not args.out:
         print(text)
-        _print_warnings(result, Console(stderr=True, soft_wrap=True), args.quiet)
+        if not args.quiet:
+            render_llc_warnings(result, Console(stderr=True, soft_wrap=True))
     elif not args.quiet:
         render_llc(result, args.checkpoint, stdout())
     return 0
 
 
-def result_dict(result: LLCResult, args: argparse.Namespace) -> dict[str, Any]:
-    """The JSON document: what was estimated, then ``LLCResult.to_dict()`` (NaN -> null)."""
-    head = {
-        "kind": "llc",
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    """What was estimated, for the JSON document's ``meta``."""
+    return {
         "checkpoint": args.checkpoint,
         "model": args.model,
         "data": args.data,
         "loss": args.loss,
     }
-    return _json_ready({**head, **result.to_dict()})  # type: ignore[no-any-return]
-
-
-def _json_ready(value: Any) -> Any:
-    from layerscope.results import json_value
-
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    return json_value(value)
-
-
-def _fmt(value: float, spec: str = ".4g") -> str:
-    return "—" if not math.isfinite(value) else format(value, spec)
-
-
-def render_llc(result: LLCResult, checkpoint: str, console: Console) -> None:
-    """The estimate, its settings and diagnostics as a table, then the warnings."""
-    d = result.diagnostics
-    table = Table(title=f"LLC of {escape(checkpoint)}", header_style="bold", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
-    chains = ", ".join(_fmt(v) for v in result.per_chain)
-    rows = (
-        ("LLC (mean)", _fmt(result.mean)),
-        ("std across chains", _fmt(result.std)),
-        ("per chain", chains),
-        ("nβ", _fmt(result.nbeta)),
-        ("step size ε", _fmt(result.step_size)),
-        ("localization γ", _fmt(result.localization)),
-        ("chains × draws (burn-in)", f"{result.num_chains} × {result.num_draws} ({result.burnin})"),
-        ("batch size / samples", f"{result.batch_size or '?'} / {result.num_samples or '?'}"),
-        ("baseline", f"{result.baseline}, mean loss {_fmt(result.baseline_loss)}"),
-        ("acceptance (MALA, minibatch)", _fmt(d.acceptance, ".2f")),
-        ("split R-hat", _fmt(d.r_hat, ".3f")),
-        ("drift between halves (z)", f"{_fmt(d.drift, '+.1%')} ({_fmt(d.stationarity_z, '.2f')})"),
-        ("negative draws", _fmt(d.negative_fraction, ".1%")),
-        ("diverged chains", str(d.diverged_chains)),
-    )
-    for what, value in rows:
-        table.add_row(what, value)
-    console.print(table)
-    _print_warnings(result, console, quiet=False)
-
-
-def _print_warnings(result: LLCResult, console: Console, quiet: bool) -> None:
-    if quiet:
-        return
-    if not result.warnings:
-        console.print("[green]no diagnostic warnings[/]", highlight=False)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 # ---------------------------------------------------------------- track --llc-data
@@ -283,10 +228,8 @@ class TrackLLC:
             store, run_id, ckpt.step, self.model, self.data, self.loss_fn, **self.options
         )
         if self.report is not None:
-            self.report(
-                f"llc step {ckpt.step}: {_fmt(result.mean)} ± {_fmt(result.std)}"
-                f" ({len(result.warnings)} warning(s))"
-            )
+            mean, std = fmt_num(result.mean, ".4g"), fmt_num(result.std, ".4g")
+            self.report(f"llc step {ckpt.step}: {mean} ± {std} ({len(result.warnings)} warning(s))")
 
 
 def track_hook(args: argparse.Namespace) -> TrackLLC | None:

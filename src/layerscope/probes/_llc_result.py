@@ -1,8 +1,11 @@
-"""The result of an LLC estimate: plain data with ``to_dict`` and ``to_frame``."""
+"""The result of an LLC estimate: plain data with ``to_dict``, ``to_json`` and ``to_frame``."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from layerscope.probes._llc_diagnostics import LLCDiagnostics
+from layerscope.results import SCHEMA_VERSION, atomic_write, json_value, read_json
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,7 @@ class LLCResult:
     Attributes:
         mean: mean over the chains that did not diverge of the per-chain LLC.
         std: their standard deviation (ddof=1): chain-to-chain spread, not an error bar
-            (the bias from step size and nβ is usually larger; SCIENCE.md §6).
+            (the bias from step size and nβ is usually larger; docs/science.md, LLC).
         per_chain: λ̂_c = nβ·mean_t(L_b(w_t) − baseline_t) over the draws of chain c.
         nbeta, step_size, localization, num_chains, num_draws, burnin, batch_size:
             the settings used (nβ and the step size after defaults were applied).
@@ -77,6 +81,59 @@ class LLCResult:
         out["diag_chain_drift"] = list(self.diagnostics.chain_drift)
         return out
 
+    def to_json(
+        self, path: str | os.PathLike[str] | None = None, meta: Mapping[str, Any] | None = None
+    ) -> str:
+        """The JSON document ``{"schema_version", "kind": "llc", "meta", **to_dict()}``.
+
+        ``meta`` says what was estimated (the CLI gives checkpoint, model, data, loss).
+        NaN and infinities become ``null``. Written atomically to ``path`` when given.
+        """
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "llc",
+            "meta": dict(meta or {}),
+            **self.to_dict(),
+        }
+        text = json.dumps(_json_ready(doc), indent=2)
+        if path is not None:
+            atomic_write(path, lambda handle: handle.write(text.encode()))
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LLCResult:
+        """Inverse of :meth:`to_dict` (``null`` read back as NaN, lists as tuples)."""
+        diag_names = [f.name for f in dataclasses.fields(LLCDiagnostics)]
+        diag: dict[str, Any] = {
+            n: _number(data[f"diag_{n}"]) for n in diag_names if n != "chain_drift"
+        }
+        diag["diverged_chains"] = int(data["diag_diverged_chains"])
+        chain_drift = tuple(_number(v) for v in data["diag_chain_drift"])
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name == "diagnostics" or field.name not in data:
+                continue
+            value = data[field.name]
+            if field.name in ("loss_traces", "baseline_trace"):
+                value = None if value is None else np.asarray(value, dtype=np.float64)
+            elif field.name == "per_chain":
+                value = tuple(_number(v) for v in value)
+            elif field.name == "warnings":
+                value = tuple(value)
+            elif field.name in _FLOAT_FIELDS:
+                value = _number(value)
+            values[field.name] = value
+        return cls(diagnostics=LLCDiagnostics(chain_drift=chain_drift, **diag), **values)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> LLCResult:
+        """Read a result written by :meth:`to_json` (its ``meta`` is not part of the result)."""
+        data = read_json(path, "llc")
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a complete llc result ({exc})") from exc
+
     def to_frame(self) -> pd.DataFrame:
         """One row per chain: chain, llc, drift, diverged, mean_loss (with traces)."""
         frame = pd.DataFrame(
@@ -90,3 +147,20 @@ class LLCResult:
         if self.loss_traces is not None:
             frame["mean_loss"] = self.loss_traces.mean(axis=1)
         return frame
+
+
+def _json_ready(value: Any) -> Any:
+    """Nested dicts/lists with NaN/Inf -> None and numpy scalars -> Python."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return json_value(value)
+
+
+_FLOAT_FIELDS = frozenset({"mean", "std", "nbeta", "step_size", "localization", "baseline_loss"})
+
+
+def _number(value: Any) -> float:
+    """A JSON number, with ``null`` (how NaN and infinities are written) read as NaN."""
+    return float("nan") if value is None else float(value)

@@ -2,7 +2,7 @@
 
 f(x) = B·A·x with A ∈ R^{H×M}, B ∈ R^{N×H}, a realizable true map of rank r ≤ H and the
 unit-variance Gaussian negative log-likelihood as loss (Aoyagi & Watanabe 2005, Neural
-Networks 18(7):924–933; SCIENCE.md §6).
+Networks 18(7):924–933; docs/science.md §8).
 """
 
 from __future__ import annotations

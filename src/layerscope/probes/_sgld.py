@@ -2,7 +2,7 @@
 
 The sampled weights of the chains are one ``(num_chains, D)`` tensor, stepped in blocks
 of consecutive chains (:mod:`._sgld_block`: the SGLD update, Welling & Teh 2011, with
-the localization term of Lau et al. 2023, arXiv 2308.12108; SCIENCE.md §6). Every chain
+the localization term of Lau et al. 2023, arXiv 2308.12108; docs/science.md §8). Every chain
 draws its noise from its own generator, seeded from ``(seed, chain)``, and the
 arithmetic of a chain never depends on the other chains, so a seed gives the same chains
 whatever the thread budget T (``threads``, default ``torch.get_num_threads()``; bitwise

@@ -6,7 +6,7 @@ state, and one step of each is
     Δw = −(ε/2)·(nβ·∇L_b(w) + γ·(w − w*)) + √ε·ξ,   ξ ~ N(0, I)
 
 (Welling & Teh 2011 with the localization term of Lau et al. 2023, arXiv 2308.12108;
-SCIENCE.md §6). A chain draws its noise from its own generator, seeded from
+docs/science.md §8). A chain draws its noise from its own generator, seeded from
 ``(seed, chain)``, so its arithmetic never depends on the other chains. Each step
 records, per chain, the minibatch loss L_b(w_t) *before* the update (as devinterp does),
 the baseline L_b(w*) on the same minibatch (one extra forward pass per step, for the

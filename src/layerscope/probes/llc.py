@@ -2,11 +2,11 @@
 
     λ̂(w*) = nβ · (E_w[L_n(w)] − L_n(w*)),   w ~ p(w) ∝ exp(−nβ·L_n(w) − (γ/2)‖w − w*‖²)
 
-(Lau, Furman, Wang, Murfet & Wei, arXiv 2308.12108; SCIENCE.md §6), sampled by SGLD
+(Lau, Furman, Wang, Murfet & Wei, arXiv 2308.12108; docs/science.md §8), sampled by SGLD
 chains started at w* (see :mod:`layerscope.probes._sgld_block` for the update rule).
 Each draw contributes nβ·(L_b(w_t) − L_b(w*)) with both losses on the *same* minibatch
 b, which cancels the batch-to-batch noise that a fixed baseline multiplies by nβ (the
-measured −17…−25 % bias of devinterp's few-batch baseline, SCIENCE.md §6). Defaults and
+measured −17…−25 % bias of devinterp's few-batch baseline, docs/science.md §8). Defaults and
 their sources are in :func:`estimate`; how to read the diagnostics is in docs/llc.md.
 """
 

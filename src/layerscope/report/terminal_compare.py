@@ -17,6 +17,8 @@ UPDATE_STYLE = {**VERDICT_STYLE, "untouched": "dim"}
 
 def _verdict(row: pd.Series) -> Text:
     verdict = str(row.get("verdict") or row.get("status") or "unknown")
+    if verdict == "low-rank":  # the reason says it: "rank 8: too few eigenvalues for a tail fit"
+        return Text(str(row.get("reason") or verdict), style="dim")
     text = Text(verdict, style=UPDATE_STYLE.get(verdict, "bold red"))
     if row.get("fit_quality", "good") not in ("good", None) and verdict != "untouched":
         text.append(" ?", style="dim")
@@ -24,12 +26,15 @@ def _verdict(row: pd.Series) -> Text:
 
 
 def compare_table(result: CompareResult) -> Table:
-    """One row per matched matrix: update alpha and size, layer alpha change, verdict."""
+    """One row per matched matrix: update alpha and size, the layer's alpha before and
+    after (for a LoRA: the base layer W and the merged W + s·B·A), verdict."""
+    lora = "lora_rank" in result.layers
     table = Table(title="Updates ΔW = tuned − base", header_style="bold")
-    for col in ("#", "name", "kind", "N×M", "ΔW alpha", "‖ΔW‖/‖W‖", "rank", "base α", "Δα"):
+    after = "merged α" if lora else "tuned α"
+    heads = ("#", "name", "kind", "N×M", "ΔW alpha", "‖ΔW‖/‖W‖", "rank", "base α", after, "Δα")
+    for col in heads:
         table.add_column(col, justify="left" if col in ("name", "kind") else "right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    lora = "lora_rank" in result.layers
     for _, row in result.layers.iterrows():
         rank = fmt_num(row.get("update_rank"), "d") + (f"/{int(row['lora_rank'])}" if lora else "")
         table.add_row(
@@ -41,6 +46,7 @@ def compare_table(result: CompareResult) -> Table:
             fmt_num(row.get("rel_update"), ".2e"),
             rank,
             fmt_num(row.get("base_alpha")),
+            fmt_num(row.get("tuned_alpha")),
             fmt_num(row.get("delta_alpha"), "+.2f"),
             _verdict(row),
         )
@@ -74,6 +80,8 @@ def compare_summary(result: CompareResult) -> Table:
         ("untouched", "num_untouched"),
         ("under-trained updates (alpha > 6)", "count_under_trained_updates"),
         ("over-trained updates (alpha < 2)", "count_over_trained_updates"),
+        ("updates of rank < 10 (no tail fit)", "count_low_rank_updates"),
+        ("layers moved out of alpha 2–6", "num_left_band"),
         ("duplicated pairs", "num_duplicated_pairs"),
         ("only in base", "num_only_in_base"),
         ("only in tuned", "num_only_in_tuned"),
@@ -104,7 +112,8 @@ def render_compare(result: CompareResult, console: Console) -> None:
         ("Only in tuned", result.only_in_tuned),
     ):
         if names:
-            t = Table(title=f"{title} ({len(names)})", show_header=False)
+            caption = f"{title} ({len(names)})"
+            t = Table(title=caption, show_header=False, min_width=len(caption) + 4)
             t.add_column("name")
             for n in names[:20]:
                 t.add_row(escape(n))
@@ -120,7 +129,8 @@ def render_diff(result: DiffResult, console: Console) -> None:
     """Per-matrix alpha change between two scans, changed verdicts highlighted."""
     table = Table(title="Scan diff (b − a)", header_style="bold")
     for col in ("name", "alpha a", "alpha b", "Δ alpha", "verdict a", "verdict b"):
-        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
+        left = col == "name" or col.startswith("verdict")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
     for _, r in result.layers.iterrows():
         style = "bold" if r["changed_verdict"] else ""
         table.add_row(

@@ -40,7 +40,7 @@ svg text.mark{font-size:10px;fill:var(--mute)}
 circle.v-ok,rect.v-ok{fill:var(--ok)}circle.v-under-trained,rect.v-under-trained{fill:var(--under)}
 circle.v-over-trained,rect.v-over-trained{fill:var(--over)}
 circle.v-traps,rect.v-traps{fill:var(--traps)}
-circle.v-unknown,rect.v-unknown,circle.v-failed,rect.v-failed{fill:var(--na)}
+circle.v-unknown,rect.v-unknown,circle.v-low-rank,rect.v-low-rank,circle.v-failed,rect.v-failed{fill:var(--na)}
 circle.v-untouched,rect.v-untouched{fill:#fff;stroke:var(--na)}
 circle.base{fill:#fff;stroke:#57606a}circle.dup{fill:none;stroke:#6f42c1;stroke-width:2}
 circle.trap{fill:var(--over)}circle[data-row]{cursor:pointer}
@@ -70,7 +70,7 @@ tbody tr:not(.detail):hover{background:#f3f8ff}tr.open{background:#eaf2ff}
 tr.detail td{text-align:left;background:#fbfcfd;white-space:normal}
 .spectrum-detail{position:sticky;left:8px;max-width:min(1180px,92vw)}
 td.v-ok{color:var(--ok)}td.v-under-trained{color:var(--under)}td.v-over-trained{color:var(--over)}
-td.v-traps{color:var(--traps)}td.v-unknown,td.v-failed,td.v-untouched{color:var(--na)}
+td.v-traps{color:var(--traps)}td.v-unknown,td.v-low-rank,td.v-failed,td.v-untouched{color:var(--na)}
 tr.dup td.name{box-shadow:inset 3px 0 #6f42c1}
 .gate{border-radius:6px;padding:8px 12px;margin:10px 0;border:1px solid var(--line)}
 .gate.pass{background:#e8f5ea}.gate.fail{background:#fdecea}

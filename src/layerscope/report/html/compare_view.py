@@ -34,6 +34,8 @@ SUMMARY_CARDS = (
     ("count_under_trained_updates", "under-trained updates", "v-under-trained"),
     ("count_over_trained_updates", "over-trained updates", "v-over-trained"),
     ("count_traps_updates", "updates with traps", "v-traps"),
+    ("count_low_rank_updates", "updates too low-rank to fit", "v-low-rank"),
+    ("num_left_band", "layers moved out of alpha 2–6", "v-over-trained"),
     ("num_duplicated_pairs", "duplicated pairs", ""),
     ("num_only_in_base", "only in base", ""),
     ("num_only_in_tuned", "only in tuned", ""),
@@ -90,17 +92,19 @@ def _charts(result: CompareResult, rows: list[dict[str, Any]]) -> str:
     order = depth_order([str(r.get("name", "")) for r in rows])
     untouched, dups, _ = _marks(result, rows, order)
     base = layer_series(rows, order, "base_alpha", "base alpha", "base")
-    tuned = layer_series(rows, order, "tuned_alpha", "tuned alpha")
+    after = "merged" if result.meta.get("mode") == "lora" else "tuned"
+    tuned = layer_series(rows, order, "tuned_alpha", f"{after} alpha")
     update = layer_series(rows, order, "alpha", "update alpha")
     size = layer_series(rows, order, "rel_update", "‖ΔW‖/‖W‖")
+    low_rank = any(r.get("verdict") == "low-rank" for r in rows)
     parts = [
         verdict_legend(
-            ["ok", "under-trained", "over-trained", "traps"],
+            ["ok", "under-trained", "over-trained", "traps", *(["low-rank"] if low_rank else [])],
             [("base", "base"), ("band", "2–6"), ("untouched-col", "untouched"), ("dup", "dup")],
         )
     ]
     charts: list[tuple[list[Series], str, str, bool]] = [
-        ([base, tuned], "layer alpha: base (hollow) vs tuned", "alpha", True),
+        ([base, tuned], f"layer alpha: base (hollow) vs {after}", "alpha", True),
         ([update], "alpha of the update ΔW = tuned − base (near-random above 6)", "ΔW alpha", True),
         ([size], "relative size of the update ‖ΔW‖_F / ‖W_base‖_F (log scale)", "‖ΔW‖/‖W‖", False),
     ]

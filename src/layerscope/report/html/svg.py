@@ -70,27 +70,68 @@ class Scale:
 
     def ticks(self, target: int = 5) -> list[float]:
         """Round tick values inside [lo, hi]: 1-2-2.5-5 steps, or decades on a log scale."""
-        if self.log:
-            return _log_ticks(self.lo, self.hi)
         lo, hi = min(self.lo, self.hi), max(self.lo, self.hi)
-        if hi <= lo:
-            return [lo]
-        raw = (hi - lo) / max(target, 1)
-        mag = 10.0 ** math.floor(math.log10(raw))
-        step = next(s * mag for s in NICE_STEPS if s * mag >= raw)
-        first = math.ceil(lo / step - 1e-9) * step
-        count = math.floor((hi - first) / step + 1e-9) + 1
-        return [round(first + i * step, 12) for i in range(count)]
+        if self.log:
+            return _log_ticks(lo, hi)
+        return _linear_ticks(lo, hi, target)
+
+    def labels(self, ticks: Sequence[float]) -> list[str]:
+        """The texts of ticks on this scale (one style for all of a log axis)."""
+        return log_tick_labels(ticks) if self.log else [tick_label(t) for t in ticks]
+
+
+def _linear_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(target, 1)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(s * mag for s in NICE_STEPS if s * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    count = math.floor((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 12) for i in range(count)]
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Decades (every k-th when there are many); within fewer than two decades the
+    1-2-5 values, then 1…9 multiples, then round linear steps: never fewer than two."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     stride = max(1, math.ceil((last - first) / 6))
     decades = [10.0**k for k in range(first, last + 1, stride) if lo <= 10.0**k <= hi]
     if len(decades) >= 2:
         return decades
-    mids = [m * 10.0**k for k in range(first, last + 1) for m in (1.0, 2.0, 5.0)]
-    return [v for v in mids if lo <= v <= hi]
+    for mantissas in ((1.0, 2.0, 5.0), tuple(float(m) for m in range(1, 10))):
+        ticks = [round(m * 10.0**k, 12) for k in range(first, last + 1) for m in mantissas]
+        inside = [v for v in ticks if lo <= v <= hi]
+        if len(inside) >= 2:
+            return inside
+    for target in (3, 5):
+        ticks = _linear_ticks(lo, hi, target)
+        if len(ticks) >= 2:
+            return ticks
+    return _linear_ticks(lo, hi, 10)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+# Ticks that all lie in this range read best as plain numbers (0.01 … 1000).
+PLAIN_RANGE = (0.01, 1000.0)
+
+
+def log_tick_labels(ticks: Sequence[float]) -> list[str]:
+    """Log-axis tick texts in one style per axis: plain numbers when every tick lies in
+    [0.01, 1000] (``0.01``, ``0.1``, ``1``), else powers of ten for all of them
+    (``10⁻⁴``, ``2×10⁻⁴``, ``10⁰``), never ``1e-04`` beside ``0.01``."""
+    if all(PLAIN_RANGE[0] <= t <= PLAIN_RANGE[1] for t in ticks):
+        return [f"{t:.3g}" for t in ticks]
+    return [_power_label(t) for t in ticks]
+
+
+def _power_label(value: float) -> str:
+    if value <= 0 or not math.isfinite(value):
+        return tick_label(value)
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = float(f"{value / 10.0**exponent:.3g}")
+    power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
+    return power if mantissa == 1.0 else f"{mantissa:g}×{power}"
 
 
 def padded(lo: float, hi: float, frac: float = 0.05, log: bool = False) -> tuple[float, float]:
@@ -168,19 +209,18 @@ def axes(
     grid: list[str] = []
     labels: list[str] = []
     top, bottom, left, right = num(plot.top), num(plot.bottom), num(plot.left), num(plot.right)
-    for t in plot.x.ticks() if xticks is None else xticks:
+    xs = plot.x.ticks() if xticks is None else list(xticks)
+    for t, text in zip(xs, plot.x.labels(xs), strict=True):
         px = num(plot.x(t))
         grid.append(f"M{px} {top}V{bottom}")
         labels.append(
-            f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">'
-            f"{esc(tick_label(t))}</text>"
+            f'<text class="tick tx" x="{px}" y="{num(plot.bottom + 13)}">{esc(text)}</text>'
         )
-    for t in plot.y.ticks() if yticks is None else yticks:
+    ys = plot.y.ticks() if yticks is None else list(yticks)
+    for t, text in zip(ys, plot.y.labels(ys), strict=True):
         py = num(plot.y(t))
         grid.append(f"M{left} {py}H{right}")
-        labels.append(
-            f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(tick_label(t))}</text>'
-        )
+        labels.append(f'<text class="tick ty" x="{num(plot.left - 4)}" y="{py}">{esc(text)}</text>')
     mid_x, mid_y = num((plot.left + plot.right) / 2), num((plot.top + plot.bottom) / 2)
     return (
         f'<path class="grid" d="{"".join(grid)}"/>'
