@@ -20,7 +20,6 @@ PEFT's wrapped layout) and its two routes, delta and ``peft=True``, silenced.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,6 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _models import INIT_STD, LlamaShape, quiet
 

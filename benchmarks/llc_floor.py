@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +34,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from layerscope.probes import llc
 from layerscope.probes._llc_data import batches

@@ -69,8 +69,6 @@ from typing import IO, Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from _devinterp2_worker import build_model, token_loss
 from layerscope.probes import llc
 from llc_vs_devinterp import devinterp_run, mlp_problem

@@ -62,8 +62,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _lora_models as lm
 import _models
 import layerscope

@@ -45,8 +45,6 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _models
 import layerscope
 from _models import import_weightwatcher, quiet

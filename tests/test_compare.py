@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import layerscope
+from _hf_models import tiny_config
 from layerscope.compare_result import CompareResult
 from layerscope.functional.delta import effective_rank, lowrank_eigenvalues
 
@@ -112,14 +113,7 @@ def lora_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
     root = tmp_path_factory.mktemp("lora")
-    cfg = transformers.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=128,
-    )
+    cfg = tiny_config("llama", vocab_size=128)
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
     model.save_pretrained(root / "base")

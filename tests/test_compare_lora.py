@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import layerscope
+from _hf_models import tiny_config
 from layerscope.cli import main
 from layerscope.compare_result import left_band
 from layerscope.gate import check
@@ -129,7 +130,7 @@ def test_conv1d_and_embedding_updates_are_laid_out_like_the_base(
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_embd=64, n_layer=1, n_head=4, vocab_size=96, n_positions=32)
+    cfg = tiny_config("gpt2", n_embd=64, n_head=4, vocab_size=96, n_positions=32)
     model = transformers.GPT2Model(cfg)
     config = peft.LoraConfig(
         r=12, lora_alpha=24, target_modules=["c_proj", "wte"], fan_in_fan_out=True

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from _hf_models import tiny_config
 from layerscope.adapters import open_source
 from layerscope.adapters.base import LayerWeights, dtype_name
 from layerscope.matrices import CONV2D_EIG_SCALE, MatrixPlan, Skipped, plan_matrices
@@ -85,7 +86,7 @@ def test_multihead_attention_in_proj_split() -> None:
 
 def test_gpt2_c_attn_split_transposed() -> None:
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=4, vocab_size=64, n_positions=16)
+    cfg = tiny_config("gpt2", n_head=4)
     model = transformers.GPT2LMHeadModel(cfg)
     layer = next(lw for lw in open_source(model) if lw.name.endswith("attn.c_attn.weight"))
     assert layer.module_type == "Conv1D"

@@ -1,6 +1,6 @@
 """Datasets of the grokking experiment: scikit-learn's bundled digits, or a user's MNIST.
 
-The recipe (SCIENCE.md §5, Prakash & Martin 2025) trains on 100 samples per class
+The recipe (Prakash & Martin 2025, arXiv 2506.04434; docs/science.md §7) trains on 100 samples per class
 (1,000 in all), stratified and seeded; the rest of the data is the test set.
 """
 

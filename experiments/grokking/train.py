@@ -1,4 +1,4 @@
-"""Train the grokking recipe (SCIENCE.md §5) for several seeds and weight decays at once.
+"""Train the grokking recipe (docs/science.md §7) for several seeds and weight decays at once.
 
 Recipe (Prakash & Martin 2025): MLP in→200→200→10 with ReLU, every weight and bias ×8
 after PyTorch's default init, MSE on one-hot targets, AdamW betas (0.9, 0.999), batch

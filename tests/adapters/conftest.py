@@ -9,18 +9,12 @@ from typing import Any
 import pytest
 import torch
 
+from _hf_models import tiny_config
+
 
 def _llama(tie: bool) -> torch.nn.Module:
     transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=256,
-        tie_word_embeddings=tie,
-    )
+    config = tiny_config("llama", tie_word_embeddings=tie)
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config).eval()
 
@@ -43,14 +37,8 @@ def llama_bf16(llama_untied: torch.nn.Module) -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def gpt2() -> torch.nn.Module:
     transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        vocab_size=100,
-        n_positions=64,
-        bos_token_id=0,
-        eos_token_id=0,
+    config = tiny_config(
+        "gpt2", n_layer=2, vocab_size=100, n_positions=64, bos_token_id=0, eos_token_id=0
     )
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(config).eval()
@@ -59,14 +47,7 @@ def gpt2() -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def bert() -> torch.nn.Module:
     transformers = pytest.importorskip("transformers")
-    config = transformers.BertConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        vocab_size=100,
-        max_position_embeddings=64,
-    )
+    config = tiny_config("bert", num_hidden_layers=2, vocab_size=100, max_position_embeddings=64)
     torch.manual_seed(0)
     return transformers.BertModel(config).eval()
 

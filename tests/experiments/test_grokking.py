@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,17 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from experiments.grokking import analyze, cadence
+from experiments.grokking import train as grok
+from experiments.grokking.data import digits, stratified
+from experiments.grokking.model import StackedMLP, linears, reference_mlp
 
 from layerscope.cli import main
 from layerscope.functional.phases import OVERFIT
 from layerscope.track import RunStore
 from layerscope.track.phases import phases_from_history, run_phases
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from experiments.grokking import analyze, cadence
-from experiments.grokking import train as grok
-from experiments.grokking.data import digits, stratified
-from experiments.grokking.model import StackedMLP, linears, reference_mlp
 
 SIZES = [64, 200, 200, 10]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from torch.nn import functional
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv-devinterp2" / "bin" / "python"
 WORKER = ROOT / "benchmarks" / "_devinterp2_worker.py"
-sys.path.insert(0, str(WORKER.parent))
 
 from _devinterp2_worker import build_model, mlp_index_loss, token_loss  # noqa: E402
 from probes._rrr import gaussian_nll  # noqa: E402

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from _hf_models import tiny_config
 from layerscope.track import (
     Alert,
     LayerscopeHFCallback,
@@ -122,14 +123,7 @@ def test_hf_trainer_end_to_end(tmp_path: Path) -> None:
     """A real tiny Trainer run: the callback scans and logs; its checkpoints track too."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    config = transformers.BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=16,
-    )
+    config = tiny_config("bert")
     torch.manual_seed(0)
     model = transformers.BertForSequenceClassification(config)
     gen = torch.Generator().manual_seed(0)

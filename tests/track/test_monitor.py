@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import layerscope
+from _hf_models import tiny_config
 from layerscope.track import Alert, Monitor, RunStore
 from layerscope.track import monitor as monitor_module
 from layerscope.track.monitor import snapshot
@@ -176,7 +177,7 @@ def test_scans_are_deterministic_and_leave_rng_alone(store: RunStore) -> None:
 
 def test_snapshot_scans_like_the_live_model() -> None:
     transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=16)
+    config = tiny_config("gpt2")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(config)  # Conv1D (transposed), fused QKV, tied head
     copy = snapshot(model)
