@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from layerscope.functional import erg, norms, powerlaw, rmt
+from layerscope.functional import erg, fingers, norms, powerlaw, rmt
 
 FloatArray = NDArray[np.float64]
 Row = dict[str, Any]
@@ -40,6 +40,8 @@ class LayerSpectra:
         zero_thresh: eigenvalues at or below it are zero for the power-law fit:
             WeightWatcher's absolute 1e-5 for layers; relative to λ_max for weight
             updates, whose scale is arbitrary (see ``compare``).
+        fit_options: how the ``powerlaw`` group fits the tail (``fit``/``fix_fingers``
+            of :class:`layerscope.functional.fingers.FitOptions`).
     """
 
     evals: FloatArray
@@ -48,6 +50,7 @@ class LayerSpectra:
     shuffled: FloatArray | None = None
     shuffled_single: FloatArray | None = None
     zero_thresh: float = powerlaw.EVALS_THRESH
+    fit_options: fingers.FitOptions = fingers.FitOptions()
 
     @property
     def Q(self) -> float:
@@ -89,6 +92,8 @@ def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
 
 
 def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    if not s.fit_options.is_default:
+        return _tail_fit(s)
     fit = powerlaw.fit_power_law(s.evals, s.zero_thresh)
     return {
         "alpha": fit.alpha,
@@ -100,6 +105,34 @@ def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
         "fit_quality": fit.fit_quality,
         "alpha_spread": fit.alpha_spread,
     }
+
+
+def _tail_fit(s: LayerSpectra) -> Row:
+    """The ``powerlaw`` columns (and the FIT_EXTRAS ones) under non-default fit options."""
+    fit = fingers.fit_tail(s.evals, s.zero_thresh, s.fit_options)
+    if not fit.valid:
+        quality = "no-valid-fit"
+    elif fit.num_pl_spikes < powerlaw.TINY_TAIL:
+        quality = "tiny-tail"
+    else:
+        quality = "good"
+    return {
+        "alpha": fit.alpha,
+        "xmin": fit.xmin,
+        "xmax": fit.xmax,
+        "D": fit.D,
+        "sigma": fit.sigma,
+        "num_pl_spikes": fit.num_pl_spikes,
+        "fit_quality": quality,
+        "alpha_spread": float("nan"),
+        "Lambda": fit.Lambda,
+        "num_fingers": fit.num_fingers,
+        "raw_alpha": fit.raw_alpha,
+    }
+
+
+def _fit_extras(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    return {c: row[c] for c in FIT_EXTRAS.columns}
 
 
 def _norms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -204,6 +237,13 @@ REGISTRY: tuple[MetricSpec, ...] = (
 )
 
 BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
+
+# Columns of the non-default tail fits (``fit="TPL"``, ``fix_fingers``): not a group of
+# its own (the values come from the ``powerlaw`` fit); scan adds it when those options are set.
+FIT_EXTRAS = MetricSpec(
+    "fit_extras", ("Lambda", "num_fingers", "raw_alpha"), _fit_extras, default=False,
+    needs=("powerlaw",),
+)
 
 
 def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...]:
