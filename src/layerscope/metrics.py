@@ -50,7 +50,7 @@ class LayerSpectra:
     shuffled: FloatArray | None = None
     shuffled_single: FloatArray | None = None
     zero_thresh: float = powerlaw.EVALS_THRESH
-    fit_options: fingers.FitOptions = fingers.FitOptions()
+    fit_options: fingers.FitOptions = fingers.DEFAULT_FIT
 
     @property
     def Q(self) -> float:
@@ -109,7 +109,11 @@ def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
 
 def _tail_fit(s: LayerSpectra) -> Row:
     """The ``powerlaw`` columns (and the FIT_EXTRAS ones) under non-default fit options."""
-    fit = fingers.fit_tail(s.evals, s.zero_thresh, s.fit_options)
+    try:
+        fit = fingers.fit_tail(s.evals, s.zero_thresh, s.fit_options)
+    except ValueError as exc:
+        # WeightWatcher reports such a layer as status "failed"; we keep its other metrics.
+        return {c: float("nan") for c in _powerlaw_columns()} | {"fit_quality": f"no fit: {exc}"}
     if not fit.valid:
         quality = "no-valid-fit"
     elif fit.num_pl_spikes < powerlaw.TINY_TAIL:
@@ -129,6 +133,10 @@ def _tail_fit(s: LayerSpectra) -> Row:
         "num_fingers": fit.num_fingers,
         "raw_alpha": fit.raw_alpha,
     }
+
+
+def _powerlaw_columns() -> tuple[str, ...]:
+    return (*BY_NAME["powerlaw"].columns, *FIT_EXTRAS.columns)
 
 
 def _fit_extras(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -167,7 +175,10 @@ def _erg(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     return {
         "detX_num": d.detX_num,
         "detX_val": d.detX_val,
-        "ERG_gap": d.detX_num - int(row["num_pl_spikes"]),
+        # NaN when an optional tail fit (fit="TPL", fix_fingers) found no fit.
+        "ERG_gap": d.detX_num - int(row["num_pl_spikes"])
+        if np.isfinite(row["num_pl_spikes"])
+        else float("nan"),
     }
 
 
@@ -241,7 +252,10 @@ BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
 # Columns of the non-default tail fits (``fit="TPL"``, ``fix_fingers``): not a group of
 # its own (the values come from the ``powerlaw`` fit); scan adds it when those options are set.
 FIT_EXTRAS = MetricSpec(
-    "fit_extras", ("Lambda", "num_fingers", "raw_alpha"), _fit_extras, default=False,
+    "fit_extras",
+    ("Lambda", "num_fingers", "raw_alpha"),
+    _fit_extras,
+    default=False,
     needs=("powerlaw",),
 )
 

@@ -76,6 +76,9 @@ class FitOptions:
         return self.fit == "PL" and self.fix_fingers is None
 
 
+DEFAULT_FIT = FitOptions()
+
+
 @dataclass(frozen=True)
 class TailFit:
     """A tail fit under :class:`FitOptions` (the ``powerlaw`` columns plus three more).
@@ -181,7 +184,13 @@ def fit_clip_xmax(x: FloatArray) -> TailFit:
     # WeightWatcher counts the tail on the unclipped values.
     n = int(np.count_nonzero(x >= best.xmin))
     return TailFit(
-        best.alpha, best.xmin, best.xmax, best.D, best.sigma, n, num_fingers=fingers,
+        best.alpha,
+        best.xmin,
+        best.xmax,
+        best.D,
+        best.sigma,
+        n,
+        num_fingers=fingers,
         raw_alpha=first.alpha,
     )
 

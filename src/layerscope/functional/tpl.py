@@ -76,7 +76,7 @@ def _in_box(alpha: float, Lambda: float) -> bool:
 def _tail_norm(alpha: float, Lambda: float, x: FloatArray) -> FloatArray:
     """Γ(1−α, Λx)/Λ^(1−α): one minus powerlaw's base CDF, evaluated the same way."""
     with np.errstate(all="ignore"):
-        return upper_gamma(1.0 - alpha, Lambda * x) / Lambda ** (1.0 - alpha)
+        return np.asarray(upper_gamma(1.0 - alpha, Lambda * x) / Lambda ** (1.0 - alpha))
 
 
 def tpl_nll(params: FloatArray, tail: FloatArray, xmin: float) -> float:
@@ -111,7 +111,9 @@ def ks_distance(cdf: FloatArray) -> float:
 
 
 def nelder_mead(
-    objective: Callable[[FloatArray], float], x0: list[float], bounds: list[tuple[float, float | None]]
+    objective: Callable[[FloatArray], float],
+    x0: list[float],
+    bounds: list[tuple[float, float | None]],
 ) -> tuple[FloatArray, bool]:
     """powerlaw 2.0.0's optimiser: bounded Nelder-Mead, ``tol=1e-4``; (x, converged)."""
     with warnings.catch_warnings():
@@ -122,7 +124,9 @@ def nelder_mead(
     return np.asarray(res.x, dtype=np.float64), bool(res.success)
 
 
-def near_boundary(values: tuple[float, ...], lows: tuple[float, ...], highs: tuple[float | None, ...]) -> bool:
+def near_boundary(
+    values: tuple[float, ...], lows: tuple[float, ...], highs: tuple[float | None, ...]
+) -> bool:
     """Whether a parameter lies within 0.01 of its box (powerlaw then flags the fit)."""
     for v, lo, hi in zip(values, lows, highs, strict=True):
         if v - NEAR_BOUNDARY < lo or (hi is not None and v + NEAR_BOUNDARY > hi):
@@ -188,9 +192,7 @@ class TPLFit:
     valid: bool
 
 
-def fit_truncated_power_law(
-    x: FloatArray, xmin_range: tuple[float, float] | None = None
-) -> TPLFit:
+def fit_truncated_power_law(x: FloatArray, xmin_range: tuple[float, float] | None = None) -> TPLFit:
     """Fit a truncated power law to the upper tail of sorted positive ``x``.
 
     Args:
@@ -203,7 +205,9 @@ def fit_truncated_power_law(
     """
     idx = candidate_indices(x, xmin_range)
     if idx.size < 2:
-        raise ValueError(f"truncated power-law fit needs at least 2 xmin candidates, got {idx.size}")
+        raise ValueError(
+            f"truncated power-law fit needs at least 2 xmin candidates, got {idx.size}"
+        )
     fits = [fit_tpl_at(x[k:], float(x[k])) for k in idx]
     best = select(fits)
     k = int(idx[best])
