@@ -65,6 +65,7 @@ class Analyser:
         if not self.fit_options.is_default and any(s.name == "powerlaw" for s in self.specs):
             self.specs = (*self.specs, registry.FIT_EXTRAS)
         self.shuffle = any(s.needs_shuffle for s in self.specs)
+        self.vectors = any(s.needs_vectors for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
 
@@ -113,6 +114,11 @@ class Analyser:
             return {"status": str(exc)}, None
         if not spectra.evals.any():
             return {"status": "all zeros"}, None
+        if self.vectors:
+            vec_evals, vecs = spectrum.eigenvectors(slices, self.device)
+            spectra = dataclasses.replace(
+                spectra, vector_evals=vec_evals * plan.eig_scale, vectors=vecs
+            )
         if relative_zero:
             spectra = dataclasses.replace(spectra, zero_thresh=relative_zero_thresh(spectra.evals))
         row, _ = self.rate(spectra, self.specs)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from layerscope.functional import erg, fingers, norms, powerlaw, rmt
+from layerscope.functional import erg, fingers, norms, powerlaw, rmt, vectors
 
 FloatArray = NDArray[np.float64]
 Row = dict[str, Any]
@@ -42,6 +42,8 @@ class LayerSpectra:
             updates, whose scale is arbitrary (see ``compare``).
         fit_options: how the ``powerlaw`` group fits the tail (``fit``/``fix_fingers``
             of :class:`layerscope.functional.fingers.FitOptions`).
+        vector_evals, vectors: eigenvalues (conv scaling applied) and unit eigenvectors
+            (columns) of every slice's WᵀW, for metrics with ``needs_vectors``.
     """
 
     evals: FloatArray
@@ -51,6 +53,8 @@ class LayerSpectra:
     shuffled_single: FloatArray | None = None
     zero_thresh: float = powerlaw.EVALS_THRESH
     fit_options: fingers.FitOptions = fingers.DEFAULT_FIT
+    vector_evals: FloatArray | None = None
+    vectors: FloatArray | None = None
 
     @property
     def Q(self) -> float:
@@ -70,6 +74,8 @@ class MetricSpec:
         needs_shuffle: requires the ESD of the element-shuffled matrix (a second
             eigendecomposition per layer).
         healthy: documented healthy ranges per column, for docs and reports.
+        needs_vectors: requires the eigenvectors of WᵀW (an eigendecomposition with vectors).
+        explicit: computed only when named, not by ``"all"`` (costly, rarely wanted).
     """
 
     name: str
@@ -79,6 +85,8 @@ class MetricSpec:
     needs: tuple[str, ...] = ()
     needs_shuffle: bool = False
     healthy: Mapping[str, str] = field(default_factory=dict)
+    needs_vectors: bool = False
+    explicit: bool = False
 
 
 def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -182,6 +190,14 @@ def _erg(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     }
 
 
+def _vectors(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    assert s.vectors is not None and s.vector_evals is not None  # guaranteed by needs_vectors
+    n_tail = row["num_pl_spikes"]
+    if not np.isfinite(n_tail):  # no tail fit under the chosen fit options
+        return dict.fromkeys(vectors.columns(), float("nan"))
+    return vectors.localization(s.vector_evals, s.vectors, int(n_tail)).stats
+
+
 def _traps(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     assert s.shuffled is not None and s.shuffled_single is not None  # guaranteed by needs_shuffle
     fit = rmt.fit_mp(s.shuffled, s.Q, s.M)
@@ -245,6 +261,15 @@ REGISTRY: tuple[MetricSpec, ...] = (
         needs_shuffle=True,
         healthy={"num_traps": "0"},
     ),
+    MetricSpec(
+        "vectors",
+        vectors.columns(),
+        _vectors,
+        default=False,
+        needs=("powerlaw",),
+        needs_vectors=True,
+        explicit=True,
+    ),
 )
 
 BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
@@ -268,7 +293,7 @@ def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...
     if metrics == "default":
         wanted = {m.name for m in REGISTRY if m.default}
     elif metrics == "all":
-        wanted = set(BY_NAME)
+        wanted = {m.name for m in REGISTRY if not m.explicit}
     else:
         names = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [n for n in names if n not in BY_NAME]
