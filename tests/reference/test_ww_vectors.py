@@ -27,17 +27,22 @@ from torch import nn
 import layerscope
 from layerscope import spectrum
 from layerscope.functional import vectors
-from reference import _ww
-from reference.test_ww_fit_options import (  # noqa: F401  (fixtures)
-    CNN_IDS,
-    CNN_NAMES,
-    MINILM_IDS,
-    MINILM_NAMES,
-    cnn,
-    minilm,
-)
+from reference import _ww, _ww_options
+from reference.test_ww_fit_options import CNN_IDS, CNN_NAMES, MINILM_IDS, MINILM_NAMES
 
 RATIO_RTOL = 1e-7
+
+
+@pytest.fixture(scope="module")
+def cnn() -> nn.Module:
+    return _ww_options.trained_cnn()
+
+
+@pytest.fixture(scope="module")
+def minilm() -> tuple[nn.Module, str]:
+    return _ww_options.load_minilm()
+
+
 ENTROPY_ATOL = 5e-3
 
 
