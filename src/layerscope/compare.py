@@ -156,8 +156,11 @@ class _Comparer:
         if total == 0.0 or (base_fro2 and np.sqrt(total / base_fro2) <= self.opts.untouched_tol):
             row.update(status="untouched", verdict="untouched", reason="LoRA update is zero")
             return row
-        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
-        spectra = LayerSpectra(ev, N, M, zero_thresh=relative_zero_thresh(ev))
+        # From the factors we have the spectrum only: no shuffled copy, no eigenvectors.
+        specs = tuple(s for s in self.analyser.specs if not (s.needs_shuffle or s.needs_vectors))
+        spectra = LayerSpectra(
+            ev, N, M, zero_thresh=relative_zero_thresh(ev), fit_options=self.analyser.fit_options
+        )
         metrics, _ = self.analyser.rate(spectra, specs)
         row.update(
             metrics,
