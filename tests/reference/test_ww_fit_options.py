@@ -80,7 +80,7 @@ TPL_MINILM = {
     "xmin_peak": "encoder.layer.0.output.dense",
 }
 TPL_TOP = 80
-TPL_CNN = ([1, 4, 7, 13], ("0.weight", "3.weight", "6.weight", "12.weight"))
+TPL_CNN = ([1, 4, 13], ("0.weight", "3.weight", "12.weight"))
 
 
 @pytest.fixture(scope="module")
