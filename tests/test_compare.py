@@ -237,3 +237,22 @@ def test_minilm_finetune_lists_exactly_the_changed_layers(tmp_path: Path) -> Non
     expected = {n for n, p in model.named_parameters() if p.requires_grad and p.ndim == 2}
     assert changed == expected
     assert res.summary["num_untouched"] == len(res.layers) - len(expected)
+
+
+def test_lora_fast_path_takes_fit_options_and_skips_vectors(
+    lora_dirs: tuple[Path, Path, Path, float],
+) -> None:
+    """fit="TPL" reaches the LoRA path (as the dense one); vectors, unavailable there, are not."""
+    base, adapter, merged, _ = lora_dirs
+    options = {"fit": "TPL", "metrics": ("powerlaw", "vectors")}
+    fast = layerscope.compare(base, adapter, **options).layers.set_index("name")
+    dense = layerscope.compare(base, merged, **options).layers.set_index("name")
+    plain = layerscope.compare(base, adapter).layers.set_index("name")
+    assert (fast["status"] == "ok").all()
+    for name in fast.index:
+        assert fast.loc[name, "Lambda"] == pytest.approx(dense.loc[name, "Lambda"], rel=1e-3)
+        assert fast.loc[name, "alpha"] == pytest.approx(dense.loc[name, "alpha"], abs=1e-3)
+        assert fast.loc[name, "alpha"] != pytest.approx(plain.loc[name, "alpha"], abs=1e-3)
+    if "tail_mean_loc_ratio" in fast.columns:
+        assert fast["tail_mean_loc_ratio"].isna().all()
+    assert dense.loc[fast.index, "tail_mean_loc_ratio"].notna().all()

@@ -63,6 +63,13 @@ SCALING: Mapping[str, str] = {
     "rand_bulk_max": "c2",
     "trap_scale": "invariant",
     "rand_distance": "invariant",
+    # vectors: eigenvectors do not change under W -> c·W, and xmin scales with λ.
+    **{
+        f"{part}_{stat}_{m}": "invariant"
+        for m in ("vec_entropy", "loc_ratio", "part_ratio")
+        for part in ("bulk", "tail")
+        for stat in ("mean", "var")
+    },
 }
 SCALES = (0.01, 4.0, 30.0)
 RTOL = 1e-9
@@ -99,7 +106,9 @@ def _spectra(case: str, transpose: bool = False, scale: float = 1.0) -> LayerSpe
     mats = [scale * m for m in mats]
     evals = [spectrum.eigenvalues(m) for m in mats]
     N, M = max(W.shape), min(W.shape)
-    return LayerSpectra(evals[0], N, M, np.sort(np.concatenate(evals[1:])), evals[1])
+    vec_evals, vecs = spectrum.eigenvectors(mats[0])
+    pooled = np.sort(np.concatenate(evals[1:]))
+    return LayerSpectra(evals[0], N, M, pooled, evals[1], vector_evals=vec_evals, vectors=vecs)
 
 
 def _row(spec: MetricSpec, spectra: LayerSpectra) -> dict[str, Any]:

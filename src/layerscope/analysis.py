@@ -61,7 +61,11 @@ class Analyser:
     def __init__(self, opts: ScanOptions) -> None:
         self.opts = opts
         self.specs = registry.resolve(opts.metrics)
+        self.fit_options = opts.fit_options
+        if not self.fit_options.is_default and any(s.name == "powerlaw" for s in self.specs):
+            self.specs = (*self.specs, registry.FIT_EXTRAS)
         self.shuffle = any(s.needs_shuffle for s in self.specs)
+        self.vectors = any(s.needs_vectors for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
 
@@ -71,7 +75,7 @@ class Analyser:
     def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
         evals = self.eig(slices, plan.eig_scale)
         if not self.shuffle:
-            return registry.LayerSpectra(evals, plan.N, plan.M)
+            return registry.LayerSpectra(evals, plan.N, plan.M, fit_options=self.fit_options)
         gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
         replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
         # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
@@ -82,7 +86,9 @@ class Analyser:
             for _ in range(replicas)
         ]
         pooled = np.sort(np.concatenate(shuffled))
-        return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
+        return registry.LayerSpectra(
+            evals, plan.N, plan.M, pooled, shuffled[0], fit_options=self.fit_options
+        )
 
     def analyse(
         self, plan: MatrixPlan, slices: torch.Tensor, relative_zero: bool = False
@@ -108,6 +114,11 @@ class Analyser:
             return {"status": str(exc)}, None
         if not spectra.evals.any():
             return {"status": "all zeros"}, None
+        if self.vectors:
+            vec_evals, vecs = spectrum.eigenvectors(slices, self.device)
+            spectra = dataclasses.replace(
+                spectra, vector_evals=vec_evals * plan.eig_scale, vectors=vecs
+            )
         if relative_zero:
             spectra = dataclasses.replace(spectra, zero_thresh=relative_zero_thresh(spectra.evals))
         row, _ = self.rate(spectra, self.specs)

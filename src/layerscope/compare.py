@@ -190,8 +190,11 @@ class _Comparer:
             return row
         rank = norms.numerical_rank(ev, N)
         row.update(update_rank=rank, update_effective_rank=delta.effective_rank(ev))
-        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
-        spectra = LayerSpectra(ev, N, M, zero_thresh=relative_zero_thresh(ev))
+        # From the factors we have the spectrum only: no shuffled copy, no eigenvectors.
+        specs = tuple(s for s in self.analyser.specs if not (s.needs_shuffle or s.needs_vectors))
+        spectra = LayerSpectra(
+            ev, N, M, zero_thresh=relative_zero_thresh(ev), fit_options=self.analyser.fit_options
+        )
         metrics, _ = self.analyser.rate(spectra, specs)
         row.update(metrics)
         return _no_tail_fit(row, rank) if rank < TINY_TAIL else row

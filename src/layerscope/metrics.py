@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from layerscope.functional import erg, norms, powerlaw, rmt
+from layerscope.functional import erg, fingers, norms, powerlaw, rmt, vectors
 
 FloatArray = NDArray[np.float64]
 Row = dict[str, Any]
@@ -40,6 +40,10 @@ class LayerSpectra:
         zero_thresh: eigenvalues at or below it are zero for the power-law fit:
             WeightWatcher's absolute 1e-5 for layers; relative to λ_max for weight
             updates, whose scale is arbitrary (see ``compare``).
+        fit_options: how the ``powerlaw`` group fits the tail (``fit``/``fix_fingers``
+            of :class:`layerscope.functional.fingers.FitOptions`).
+        vector_evals, vectors: eigenvalues (conv scaling applied) and unit eigenvectors
+            (columns) of every slice's WᵀW, for metrics with ``needs_vectors``.
     """
 
     evals: FloatArray
@@ -48,6 +52,9 @@ class LayerSpectra:
     shuffled: FloatArray | None = None
     shuffled_single: FloatArray | None = None
     zero_thresh: float = powerlaw.EVALS_THRESH
+    fit_options: fingers.FitOptions = fingers.DEFAULT_FIT
+    vector_evals: FloatArray | None = None
+    vectors: FloatArray | None = None
 
     @property
     def Q(self) -> float:
@@ -67,6 +74,8 @@ class MetricSpec:
         needs_shuffle: requires the ESD of the element-shuffled matrix (a second
             eigendecomposition per layer).
         healthy: documented healthy ranges per column, for docs and reports.
+        needs_vectors: requires the eigenvectors of WᵀW (an eigendecomposition with vectors).
+        explicit: computed only when named, not by ``"all"`` (costly, rarely wanted).
     """
 
     name: str
@@ -76,6 +85,8 @@ class MetricSpec:
     needs: tuple[str, ...] = ()
     needs_shuffle: bool = False
     healthy: Mapping[str, str] = field(default_factory=dict)
+    needs_vectors: bool = False
+    explicit: bool = False
 
 
 def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -89,6 +100,8 @@ def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
 
 
 def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    if not s.fit_options.is_default:
+        return _tail_fit(s)
     fit = powerlaw.fit_power_law(s.evals, s.zero_thresh)
     return {
         "alpha": fit.alpha,
@@ -100,6 +113,42 @@ def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
         "fit_quality": fit.fit_quality,
         "alpha_spread": fit.alpha_spread,
     }
+
+
+def _tail_fit(s: LayerSpectra) -> Row:
+    """The ``powerlaw`` columns (and the FIT_EXTRAS ones) under non-default fit options."""
+    try:
+        fit = fingers.fit_tail(s.evals, s.zero_thresh, s.fit_options)
+    except ValueError as exc:
+        # WeightWatcher reports such a layer as status "failed"; we keep its other metrics.
+        return {c: float("nan") for c in _powerlaw_columns()} | {"fit_quality": f"no fit: {exc}"}
+    if not fit.valid:
+        quality = "no-valid-fit"
+    elif fit.num_pl_spikes < powerlaw.TINY_TAIL:
+        quality = "tiny-tail"
+    else:
+        quality = "good"
+    return {
+        "alpha": fit.alpha,
+        "xmin": fit.xmin,
+        "xmax": fit.xmax,
+        "D": fit.D,
+        "sigma": fit.sigma,
+        "num_pl_spikes": fit.num_pl_spikes,
+        "fit_quality": quality,
+        "alpha_spread": float("nan"),
+        "Lambda": fit.Lambda,
+        "num_fingers": fit.num_fingers,
+        "raw_alpha": fit.raw_alpha,
+    }
+
+
+def _powerlaw_columns() -> tuple[str, ...]:
+    return (*BY_NAME["powerlaw"].columns, *FIT_EXTRAS.columns)
+
+
+def _fit_extras(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    return {c: row[c] for c in FIT_EXTRAS.columns}
 
 
 def _norms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -134,8 +183,19 @@ def _erg(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     return {
         "detX_num": d.detX_num,
         "detX_val": d.detX_val,
-        "ERG_gap": d.detX_num - int(row["num_pl_spikes"]),
+        # NaN when an optional tail fit (fit="TPL", fix_fingers) found no fit.
+        "ERG_gap": d.detX_num - int(row["num_pl_spikes"])
+        if np.isfinite(row["num_pl_spikes"])
+        else float("nan"),
     }
+
+
+def _vectors(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    assert s.vectors is not None and s.vector_evals is not None  # guaranteed by needs_vectors
+    n_tail = row["num_pl_spikes"]
+    if not np.isfinite(n_tail):  # no tail fit under the chosen fit options
+        return dict.fromkeys(vectors.columns(), float("nan"))
+    return vectors.localization(s.vector_evals, s.vectors, int(n_tail)).stats
 
 
 def _traps(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -201,9 +261,28 @@ REGISTRY: tuple[MetricSpec, ...] = (
         needs_shuffle=True,
         healthy={"num_traps": "0"},
     ),
+    MetricSpec(
+        "vectors",
+        vectors.columns(),
+        _vectors,
+        default=False,
+        needs=("powerlaw",),
+        needs_vectors=True,
+        explicit=True,
+    ),
 )
 
 BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
+
+# Columns of the non-default tail fits (``fit="TPL"``, ``fix_fingers``): not a group of
+# its own (the values come from the ``powerlaw`` fit); scan adds it when those options are set.
+FIT_EXTRAS = MetricSpec(
+    "fit_extras",
+    ("Lambda", "num_fingers", "raw_alpha"),
+    _fit_extras,
+    default=False,
+    needs=("powerlaw",),
+)
 
 
 def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...]:
@@ -214,7 +293,7 @@ def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...
     if metrics == "default":
         wanted = {m.name for m in REGISTRY if m.default}
     elif metrics == "all":
-        wanted = set(BY_NAME)
+        wanted = {m.name for m in REGISTRY if not m.explicit}
     else:
         names = [metrics] if isinstance(metrics, str) else list(metrics)
         unknown = [n for n in names if n not in BY_NAME]

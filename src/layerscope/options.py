@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from layerscope import metrics as registry
 from layerscope import spectrum
+from layerscope.functional import fingers
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class ScanOptions:
     precision: str = "auto"
     keep_spectra: bool = False
     allow_unsafe_pickle: bool = False
+    fit: str = "PL"
+    fix_fingers: str | None = None
 
     @classmethod
     def normalize(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +64,12 @@ class ScanOptions:
                 f"precision must be 'auto', 'float64' or 'float32', got {self.precision!r}"
             )
         spectrum.resolve_device(self.device)
+        fingers.FitOptions(self.fit, self.fix_fingers)
+
+    @property
+    def fit_options(self) -> fingers.FitOptions:
+        """The tail-fit options (``fit``, ``fix_fingers``), validated."""
+        return fingers.FitOptions(self.fit, self.fix_fingers)
 
 
 @dataclass(frozen=True)

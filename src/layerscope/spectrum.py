@@ -215,3 +215,32 @@ def top_eigenvalue(W: torch.Tensor, block: int = 4, iters: int = 60, rtol: float
             lam = new
             V, _ = torch.linalg.qr(W32.mT @ Z)
     return lam
+
+
+def eigenvectors(
+    W: torch.Tensor, device: torch.device | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Eigenvalues and unit eigenvectors of WᵢᵀWᵢ for every matrix of a batch, in float64.
+
+    Args:
+        W: (B, N, M) or (N, M) tensor; each matrix is transposed to N > M if needed.
+            A square matrix is transposed too, so its vectors span the row space of
+            the stored W (the output side of a layer), as WeightWatcher's
+            ``apply_analyze_eigenvectors`` takes W·Wᵀ when rows ≤ columns.
+        device: where to compute; defaults to W's device.
+
+    Returns:
+        (evals, V): the B·M eigenvalues and an M × B·M array whose column j is the
+        eigenvector of evals[j] (matrices concatenated in batch order).
+    """
+    if W.ndim == 2:
+        W = W.unsqueeze(0)
+    if W.shape[1] <= W.shape[2]:
+        W = W.mT
+    if device is not None and W.device != device:
+        W = W.to(device)
+    with torch.no_grad(), _lapack_single_thread(W.device):
+        lam, vecs = torch.linalg.eigh(gram(W, torch.float64), UPLO="U")
+    evals = lam.reshape(-1).cpu().numpy()
+    V = vecs.permute(1, 0, 2).reshape(W.shape[2], -1).cpu().numpy()
+    return np.clip(evals, 0.0, None), V

@@ -54,7 +54,11 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="every metric, incl. traps (= --metrics all)")
-    p.add_argument("--metrics", help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps,vectors "
+        "(vectors: eigenvector localization, only when named)",
+    )
     p.add_argument(
         "--include",
         action="append",
@@ -97,6 +101,20 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=("auto", "float64", "float32"),
         help="eigensolver precision (auto: float32 where verified accurate, else float64)",
+    )
+    p.add_argument(
+        "--fit",
+        default="PL",
+        choices=("PL", "TPL"),
+        help="tail fit: PL power law (default) or TPL truncated power law (adds Lambda)",
+    )
+    p.add_argument(
+        "--fix-fingers",
+        choices=("clip_xmax", "xmin_peak", "xmin_peak_intended"),
+        help="guard the fit against outlying top eigenvalues: clip_xmax drops them "
+        "(adds num_fingers, raw_alpha); xmin_peak searches xmin near the ESD peak with "
+        "WeightWatcher's lower bound; xmin_peak_intended with the bound 0.95*peak "
+        "(docs/metrics.md)",
     )
     p.add_argument(
         "--unsafe-pickle",

@@ -215,6 +215,8 @@ def scan_options(args: argparse.Namespace) -> dict[str, Any]:
         "jobs": jobs(args.jobs),
         "precision": args.precision,
         "allow_unsafe_pickle": args.unsafe_pickle,
+        "fit": args.fit,
+        "fix_fingers": args.fix_fingers,
     }
 
 
