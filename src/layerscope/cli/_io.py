@@ -184,7 +184,8 @@ def check_html(path: str | None, flag: str = "--html") -> None:
 
 def jobs(requested: int) -> int:
     """``--jobs 0`` = one worker per CPU core. With several workers torch's intra-op pool
-    is narrowed so workers x threads = cores: small matrices gain from running side by
+    is narrowed to max(1, cores // workers) threads, so workers x threads ≤ cores while
+    workers ≤ cores (one thread each beyond that): small matrices gain from running side by
     side, and oversubscribed OpenMP pools spin (measured 0.8 s -> 4 s on MiniLM). The CLI
     owns its process, so it may set this; the library never does."""
     import os

@@ -156,7 +156,9 @@ def fit_power_law(evals: FloatArray, thresh: float = EVALS_THRESH) -> PowerLawFi
         thresh: zero threshold (WeightWatcher's 1e-5 on the raw eigenvalues).
 
     Returns:
-        The :class:`PowerLawFit` at the xmin of minimum KS distance.
+        The :class:`PowerLawFit` at the chosen xmin: the one of minimum KS distance D,
+        or, below ``SMALL_N`` eigenvalues, the one minimising D − 0.868/√n over tails of
+        at least ``SMALL_N_MIN_TAIL`` values (WeightWatcher's small-sample rule).
 
     Raises:
         ValueError: fewer than two eigenvalues above ``thresh``.
