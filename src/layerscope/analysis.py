@@ -70,9 +70,11 @@ class Analyser:
         self.precision = cast(spectrum.Precision, opts.precision)
 
     def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Pooled eigenvalues of the slices' WᵀW, times ``scale`` (conv normalisation)."""
         return spectrum.eigenvalues(slices, self.precision, self.device) * scale
 
     def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
+        """Everything the metrics read about one matrix (shuffled copies when needed)."""
         evals = self.eig(slices, plan.eig_scale)
         if not self.shuffle:
             return registry.LayerSpectra(evals, plan.N, plan.M, fit_options=self.fit_options)

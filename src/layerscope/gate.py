@@ -71,9 +71,11 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
+        """Whether no rule failed."""
         return not any(c.failed for c in self.checks)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-ready: passed, and every check."""
         return {"passed": self.passed, "checks": [c.__dict__ for c in self.checks]}
 
 

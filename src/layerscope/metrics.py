@@ -58,6 +58,7 @@ class LayerSpectra:
 
     @property
     def Q(self) -> float:
+        """Aspect ratio Q = N/M ≥ 1."""
         return self.N / self.M
 
 

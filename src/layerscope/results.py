@@ -113,6 +113,7 @@ class LayerSamples:
     shuffled: SpectrumSample | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the kept spectrum, and the shuffled one when kept."""
         out = {"evals": self.evals.to_dict()}
         if self.shuffled is not None:
             out["shuffled"] = self.shuffled.to_dict()
@@ -120,6 +121,7 @@ class LayerSamples:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerSamples:
+        """The inverse of :meth:`to_dict`."""
         shuffled = data.get("shuffled")
         return cls(
             SpectrumSample.from_dict(data["evals"]),
@@ -154,6 +156,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
 
 def json_value(v: Any) -> Any:
+    """A JSON-ready scalar: numpy types to Python, NaN and ±inf to None."""
     if isinstance(v, float | np.floating):
         return None if not math.isfinite(float(v)) else float(v)
     if isinstance(v, np.integer):
@@ -222,6 +225,7 @@ class TableResult:
     layers: pd.DataFrame
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form of the result (each result type defines it)."""
         raise NotImplementedError
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:

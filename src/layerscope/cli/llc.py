@@ -211,6 +211,7 @@ class TrackLLC:
         self._checked = False
 
     def __call__(self, store: RunStore, run_id: int, ckpt: Checkpoint) -> None:
+        """Estimate and store the LLC at ``ckpt`` when it is one of every ``every``-th."""
         from layerscope.probes.llc import LLCOptions
         from layerscope.track.checkpoints import find_checkpoints
         from layerscope.track.llc import log_llc

@@ -1,0 +1,1 @@
+"""The pure core: metric functions on numpy arrays (no I/O, no torch, no printing)."""

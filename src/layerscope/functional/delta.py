@@ -23,7 +23,8 @@ def lowrank_eigenvalues(B: FloatArray, A: FloatArray, scale: float, M: int) -> F
     """Eigenvalues of ΔWᵀΔW for ΔW = scale·B·A (B: out×r, A: r×in), padded to M values.
 
     Args:
-        B, A: the LoRA factors.
+        B: the LoRA factor B (out × r).
+        A: the LoRA factor A (r × in).
         scale: s.
         M: min(out, in), the length of the full ESD; the M − r missing eigenvalues are 0.
 

@@ -73,6 +73,7 @@ class FitOptions:
 
     @property
     def is_default(self) -> bool:
+        """Whether these are WeightWatcher's default fit options (plain PL, no fix)."""
         return self.fit == "PL" and self.fix_fingers is None
 
 

@@ -1,0 +1,1 @@
+"""Renderers: terminal tables and self-contained HTML pages; they compute nothing."""

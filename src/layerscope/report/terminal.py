@@ -24,6 +24,7 @@ VERDICT_STYLE = {
 
 
 def fmt_num(value: Any, fmt: str = ".2f") -> str:
+    """A table cell: ``value`` in ``fmt`` (``d``: an integer), or a dash when missing."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     if isinstance(value, float) and fmt == "d":

@@ -349,6 +349,7 @@ class RunStore:
         """Per-layer metrics over steps: columns step, name, then one column per metric.
 
         Args:
+            run: the run's name or id.
             metrics: scan columns to return (``None``: every stored metric).
             since: only steps after this one (for readers polling a live run).
 

@@ -37,6 +37,7 @@ def verdict_class(verdict: object) -> str:
 
 
 def is_missing(value: object) -> bool:
+    """Whether a cell has no value (None, NaN or ±inf)."""
     return value is None or (isinstance(value, float | np.floating) and not math.isfinite(value))
 
 
@@ -80,6 +81,7 @@ def card(label: str, value: str, cls: str = "") -> str:
 
 
 def cards(items: Iterable[str]) -> str:
+    """A row of summary cards."""
     return f'<div class="cards">{"".join(items)}</div>'
 
 
@@ -90,6 +92,7 @@ def section(section_id: str, title: str, body: str, note: str = "") -> str:
 
 
 def figure(svg_text: str, caption: str) -> str:
+    """An SVG chart with its (escaped) caption."""
     return f"<figure>{svg_text}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
@@ -178,6 +181,7 @@ def simple_table(rows: Iterable[Sequence[object]], header: Sequence[str]) -> str
 
 
 def slug(text: str) -> str:
+    """A lower-case id made of letters, digits and dashes."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 

@@ -111,6 +111,7 @@ def skipped_section(result: ScanResult) -> str:
 
 
 def table_columns(frame: pd.DataFrame) -> list[str]:
+    """The layer table's columns: identifiers and verdict first, then the rest."""
     lead = [c for c in LEAD_COLUMNS if c in frame.columns]
     return lead + [c for c in frame.columns if c not in lead]
 

@@ -49,6 +49,7 @@ class Scale:
     log: bool = False
 
     def __call__(self, value: float) -> float:
+        """The pixel coordinate of ``value``."""
         if self.log:
             lo, hi, v = math.log10(self.lo), math.log10(self.hi), math.log10(max(value, self.lo))
         else:
@@ -175,18 +176,22 @@ class Plot:
 
     @property
     def left(self) -> float:
+        """Left edge of the plot area (pixels)."""
         return self.x.a
 
     @property
     def right(self) -> float:
+        """Right edge of the plot area (pixels)."""
         return self.x.b
 
     @property
     def top(self) -> float:
+        """Top edge of the plot area (pixels)."""
         return self.y.b
 
     @property
     def bottom(self) -> float:
+        """Bottom edge of the plot area (pixels)."""
         return self.y.a
 
 
