@@ -12,6 +12,7 @@ import torch
 
 from layerscope.cli import main
 from layerscope.functional.phases import CONVERGED, OVERFIT, UNJUDGED, PhaseRules
+from layerscope.functional.phases import UNDER as UNDER_TRAINED
 from layerscope.results import ScanResult
 from layerscope.track import Alert, Monitor, RunStore
 from layerscope.track.phases import PhaseDetector, phases_from_history, run_phases
@@ -155,3 +156,31 @@ def test_detector_option_is_validated(tmp_path: Path) -> None:
         Monitor(mlp(), store=tmp_path / "x.db", rules={"windw": 3})
     with pytest.raises(ValueError, match="growth must be > 1"):
         Monitor(mlp(), store=tmp_path / "x.db", rules={"growth": 0.5})
+
+
+def test_cannot_judge_is_logged_with_its_reason_and_jumps_reach_the_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never silent: a Monitor logs the cannot-judge state with its reason; a jumping tail
+    fit is listed by the report's training view."""
+    from layerscope.report.html import run_html
+    from layerscope.track.view import read_run
+
+    db = tmp_path / "runs.db"
+    with (
+        caplog.at_level(logging.INFO, logger="layerscope.track.phases"),
+        Monitor(mlp(), every=1000, run="young", store=db, background=False) as monitor,
+    ):
+        monitor.step(1000)
+    assert "is cannot-judge at step 1000" in caplog.text and "none is that early" in caplog.text
+    with RunStore(db) as store:
+        run_id = store.start_run("jumpy")
+        for step in range(0, 8000, 1000):
+            scan = _scan(0)
+            scan.layers.loc[0, "alpha"] = 18.0 if step == 5000 else 3.0
+            store.log_scan(run_id, step, scan)
+        view = read_run(store, "jumpy")
+    assert view.phases.jumps()[["step", "name"]].values.tolist() == [[5000, "a.weight"]]
+    assert UNDER_TRAINED not in set(view.phases.layers["raw"])
+    html = run_html(view)
+    assert "Alpha jumps (1)" in html and "a.weight" in html
