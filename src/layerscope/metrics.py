@@ -104,6 +104,11 @@ def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     if not s.fit_options.is_default:
         return _tail_fit(s)
     fit = powerlaw.fit_power_law(s.evals, s.zero_thresh)
+    return _fit_row(fit, fit.fit_quality, fit.alpha_spread)
+
+
+def _fit_row(fit: powerlaw.PowerLawFit | fingers.TailFit, quality: str, spread: float) -> Row:
+    """The ``powerlaw`` group's columns from either kind of tail fit."""
     return {
         "alpha": fit.alpha,
         "xmin": fit.xmin,
@@ -111,8 +116,8 @@ def _powerlaw(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
         "D": fit.D,
         "sigma": fit.sigma,
         "num_pl_spikes": fit.num_pl_spikes,
-        "fit_quality": fit.fit_quality,
-        "alpha_spread": fit.alpha_spread,
+        "fit_quality": quality,
+        "alpha_spread": spread,
     }
 
 
@@ -129,15 +134,7 @@ def _tail_fit(s: LayerSpectra) -> Row:
         quality = "tiny-tail"
     else:
         quality = "good"
-    return {
-        "alpha": fit.alpha,
-        "xmin": fit.xmin,
-        "xmax": fit.xmax,
-        "D": fit.D,
-        "sigma": fit.sigma,
-        "num_pl_spikes": fit.num_pl_spikes,
-        "fit_quality": quality,
-        "alpha_spread": float("nan"),
+    return _fit_row(fit, quality, float("nan")) | {
         "Lambda": fit.Lambda,
         "num_fingers": fit.num_fingers,
         "raw_alpha": fit.raw_alpha,
