@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the WeightWatcher shims of the reference tests (tests/reference/_ww_options.py)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _models

@@ -13,13 +13,9 @@ three sampler seeds. Closed forms: Aoyagi & Watanabe (2005); results in docs/llc
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from _rrr import gaussian_nll, rrr_problem
 from layerscope.probes import llc
-from probes._rrr import gaussian_nll, rrr_problem
 
 CASES = ((6, 4, 6, 0), (5, 4, 5, 0), (6, 4, 6, 2), (5, 3, 5, 1), (3, 4, 10, 1), (10, 4, 3, 1))
 CASES += ((3, 10, 4, 2),)

@@ -27,7 +27,6 @@ import copy
 import json
 import math
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,11 +36,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+from _devinterp import devinterp_llc
+from _rrr import gaussian_nll, rrr_problem
 from layerscope.probes import llc
-from probes._devinterp import devinterp_llc
-from probes._rrr import gaussian_nll, rrr_problem
 
 CHAINS, DRAWS = 4, 200
 RRR_CASES = ((6, 4, 6, 0), (6, 4, 6, 2), (3, 4, 10, 1), (10, 4, 3, 1), (3, 10, 4, 2))

@@ -70,9 +70,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from _devinterp2_worker import build_model, token_loss
+from _rrr import gaussian_nll
 from layerscope.probes import llc
 from llc_vs_devinterp import devinterp_run, mlp_problem
-from probes._rrr import gaussian_nll
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "_devinterp2_worker.py"

@@ -15,16 +15,12 @@ above the MP edge, i.e. the top of this list.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg as sla
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _models
 from layerscope import spectrum

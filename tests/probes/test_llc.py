@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _rrr import gaussian_nll, rrr_problem
 from layerscope.probes import _sgld_block, llc
 from layerscope.probes._dln import dln_learning_coefficient
 from layerscope.probes._llc_diagnostics import half_drift, split_r_hat
-from probes._rrr import gaussian_nll, rrr_problem
 
 FAST = {"num_chains": 3, "num_draws": 300, "burnin": 300}
 # Ground-truth settings (docs/llc.md, "Rank 0"): γ = 0.1 so the localization prior does not

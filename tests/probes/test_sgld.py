@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from _rrr import gaussian_nll, rrr_problem
 from layerscope.probes import _sgld, llc
 from layerscope.probes._sgld import cycle_batches, run_chains
 from layerscope.probes._sgld_block import chain_generator
 from layerscope.probes._sgld_settings import SamplerSettings
-from probes._rrr import gaussian_nll, rrr_problem
 
 CPU = torch.device("cpu")
 

@@ -27,7 +27,7 @@ VENV_PYTHON = ROOT / ".venv-devinterp2" / "bin" / "python"
 WORKER = ROOT / "benchmarks" / "_devinterp2_worker.py"
 
 from _devinterp2_worker import build_model, mlp_index_loss, token_loss  # noqa: E402
-from probes._rrr import gaussian_nll  # noqa: E402
+from _rrr import gaussian_nll  # noqa: E402
 
 TINY_GPT2 = {
     "kind": "gpt2",

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pytest
 from torch.utils.data import DataLoader, TensorDataset
 
+from _devinterp import devinterp_llc
+from _rrr import gaussian_nll, rrr_problem
 from layerscope.probes import llc
-from probes._devinterp import devinterp_llc
-from probes._rrr import gaussian_nll, rrr_problem
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import DataLoader
 
-from probes._rrr import gaussian_nll
+from _rrr import gaussian_nll
 
 
 def devinterp_llc(
