@@ -1,0 +1,137 @@
+"""Survey engines: run :func:`scan_one` over jobs and yield records as they finish.
+
+``local``: worker processes on this machine (``spawn``ed, so no forked torch state),
+at most ``workers`` models in flight, so memory is bounded by the models being
+scanned. ``ray``: one Ray task per model (``ray`` 2.x, the optional extra
+``layerscope[ray]``); the workers read each model from its path, only the small
+result travels back. Both yield in completion order; the survey sorts afterwards.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from layerscope.survey.sources import Job
+from layerscope.survey.worker import ModelRecord, error_record, reason, scan_one
+
+Task = tuple[Job, str]
+DIED = "worker process died while scanning (killed or out of memory)"
+RAY_MISSING = "the ray engine needs ray 2.x: pip install 'layerscope[ray]'"
+
+
+def run_local(tasks: Sequence[Task], options: dict[str, Any], workers: int) -> Iterator[ModelRecord]:
+    """Scan ``tasks`` in this process (``workers == 1``) or in a pool of processes."""
+    if workers == 1:
+        for job, key in tasks:
+            yield scan_one(job, key, options)
+        return
+    queue = list(reversed(tasks))
+    while queue:
+        # A fresh pool after a worker died: the broken pool fails every future.
+        yield from _pool_pass(queue, options, workers)
+
+
+def _init_worker(threads: int) -> None:
+    # Ctrl-C is the parent's to handle (it stops submitting and keeps what finished);
+    # workers x threads = cores, since oversubscribed OpenMP pools spin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _pool_pass(queue: list[Task], options: dict[str, Any], workers: int) -> Iterator[ModelRecord]:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads,),
+    )
+    inflight: dict[Future[ModelRecord], Task] = {}
+    finished = False
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < workers:
+                job, key = task = queue.pop()
+                inflight[pool.submit(scan_one, job, key, options)] = task
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job, key = inflight.pop(fut)
+                try:
+                    record = fut.result()
+                except BrokenProcessPool:
+                    record = error_record(job, key, DIED)
+                yield record
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line ValueError naming the extra."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError(RAY_MISSING) from exc
+    return ray
+
+
+def run_ray(
+    tasks: Sequence[Task],
+    options: dict[str, Any],
+    workers: int,
+    address: str | None,
+    gpus: float,
+) -> Iterator[ModelRecord]:
+    """One Ray task per model, up to twice the cluster's CPUs submitted at a time.
+
+    Uses the running Ray session when there is one; else connects to ``address``
+    (``"auto"`` or ``HOST:PORT``), or starts a local cluster of ``workers`` CPUs, and
+    disconnects at the end.
+    """
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        yield from _ray_loop(ray, tasks, options, gpus)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_loop(
+    ray: Any, tasks: Sequence[Task], options: dict[str, Any], gpus: float
+) -> Iterator[ModelRecord]:
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(scan_one)
+    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    queue = list(reversed(tasks))
+    inflight: dict[Any, Task] = {}
+    finished = False
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < limit:
+                job, key = task = queue.pop()
+                inflight[remote.remote(job, key, options)] = task
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            job, key = inflight.pop(ready[0])
+            try:
+                record: ModelRecord = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                record = error_record(job, key, reason(exc))
+            yield record
+        finished = True
+    finally:
+        if not finished:
+            for ref in inflight:
+                ray.cancel(ref, force=True)
