@@ -22,6 +22,7 @@ from layerscope.cli.commands import (
     cmd_track,
 )
 from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
+from layerscope.cli.survey import add_survey_parser
 
 
 def _add_gate_options(p: argparse.ArgumentParser, fail_on_help: str) -> None:
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no messages")
     p.set_defaults(func=cmd_report)
     add_llc_parser(sub)
+    add_survey_parser(sub, _add_scan_options)
     return parser
 
 

@@ -39,7 +39,8 @@ def average_ranks(x: ArrayLike) -> FloatArray:
     first = np.concatenate(([True], s[1:] != s[:-1]))
     dense = np.cumsum(first)[inverse]
     bounds = np.concatenate((np.flatnonzero(first), [a.size]))
-    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
+    ranks: FloatArray = 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
+    return ranks
 
 
 def pearson(x: ArrayLike, y: ArrayLike) -> float:
@@ -82,7 +83,8 @@ def ranks_rows(x: FloatArray) -> FloatArray:
     a = np.asarray(x, dtype=np.float64)
     less = (a[:, None, :] < a[:, :, None]).sum(axis=2)
     equal = (a[:, None, :] == a[:, :, None]).sum(axis=2)
-    return less + (equal + 1) / 2.0
+    ranks: FloatArray = less + (equal + 1) / 2.0
+    return ranks
 
 
 def spearman_rows(x: FloatArray, y: FloatArray) -> FloatArray:
@@ -142,7 +144,7 @@ def bootstrap(
         raise ValueError(f"level must be in (0, 1), got {level}")
     nan = float("nan")
     value = float(stat(a[None], b[None])[0]) if a.size >= 2 else nan
-    if a.size < 3 or resamples < 1:
+    if a.size < 3 or resamples < 1 or not np.isfinite(value):
         return Interval(value, nan, nan)
     idx = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
     step = max(1, _CHUNK_CELLS // (a.size * a.size))

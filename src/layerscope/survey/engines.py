@@ -25,7 +25,9 @@ DIED = "worker process died while scanning (killed or out of memory)"
 RAY_MISSING = "the ray engine needs ray 2.x: pip install 'layerscope[ray]'"
 
 
-def run_local(tasks: Sequence[Task], options: dict[str, Any], workers: int) -> Iterator[ModelRecord]:
+def run_local(
+    tasks: Sequence[Task], options: dict[str, Any], workers: int
+) -> Iterator[ModelRecord]:
     """Scan ``tasks`` in this process (``workers == 1``) or in a pool of processes."""
     if workers == 1:
         for job, key in tasks:

@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import pandas as pd
-
 from layerscope.options import ScanOptions
 from layerscope.results import SCHEMA_VERSION
 from layerscope.survey.engines import import_ray, run_local, run_ray
@@ -151,7 +149,7 @@ def collect(
 ) -> SurveyResult:
     """The survey table of the models of ``sources`` that ``store`` holds (no scanning),
     e.g. after an interrupted run."""
-    jobs, keys, opts = _plan(sources, scan_options)
+    jobs, keys, _ = _plan(sources, scan_options)
     with SurveyStore(store) as db:
         records = db.get(keys)
     return SurveyResult.of(records, {"partial": len(records) < len(jobs)})

@@ -50,7 +50,9 @@ class SurveyStore:
             with self._db:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(STORE_SCHEMA),))
         elif found[0] != str(STORE_SCHEMA):
-            raise ValueError(f"{self.path}: survey store schema {found[0]}, expected {STORE_SCHEMA}")
+            raise ValueError(
+                f"{self.path}: survey store schema {found[0]}, expected {STORE_SCHEMA}"
+            )
 
     def keys(self, statuses: Iterable[str] = ("ok", "error")) -> set[str]:
         """Keys of the stored models whose status is one of ``statuses``."""

@@ -41,7 +41,7 @@ def model_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
 
 def layer_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
     """Per-layer rows of every scanned model, with the model's name and family."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in records:
         ids = {"model": record.summary.get("model"), "family": record.summary.get("family")}
         rows.extend({**ids, **layer} for layer in record.layers)
@@ -86,7 +86,7 @@ class SurveyResult:
         pairs = ((target, self.models), (layers_path(target), self.layers))
         for file, frame in pairs:
             if suffix == ".csv":
-                atomic_write(file, lambda h, f=frame: h.write(f.to_csv(index=False).encode()))
+                _write_csv(file, frame)
             else:
                 _write_parquet(file, frame, self.meta)
         return pairs[0][0], pairs[1][0]
@@ -105,6 +105,11 @@ class SurveyResult:
         side = layers_path(target)
         layers = reader(side) if side.exists() else pd.DataFrame()
         return cls(models, layers, _read_meta(target))
+
+
+def _write_csv(file: Path, frame: pd.DataFrame) -> None:
+    text = frame.to_csv(index=False).encode()
+    atomic_write(file, lambda h: h.write(text))
 
 
 def _write_parquet(file: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> None:

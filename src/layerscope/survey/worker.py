@@ -102,4 +102,3 @@ def summary_stats(layers: pd.DataFrame) -> dict[str, Any]:
         out[f"{column}_median"] = float(np.median(values)) if values.size else math.nan
         out[f"{column}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
     return out
-
