@@ -102,7 +102,9 @@ def run_ray(
     started = not ray.is_initialized()
     if started:
         if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False
+            )
         else:
             ray.init(address=address, log_to_driver=False)
     try:
