@@ -17,7 +17,7 @@ def _pairs() -> list[tuple[str, np.ndarray, np.ndarray]]:
         ("monotone", x, np.exp(x)),
         ("independent", x, rng.standard_normal(40)),
         ("ties", rng.integers(0, 4, 30).astype(float), rng.integers(0, 3, 30).astype(float)),
-        ("anti", np.arange(7.0), -np.arange(7.0) ** 3),
+        ("anti", np.arange(7.0), -(np.arange(7.0) ** 3)),
     ]
 
 

@@ -105,8 +105,7 @@ def cmd_survey(args: argparse.Namespace) -> int:
     options = _options(args)
     workers = args.workers or os.cpu_count() or 1
     engine = {"engine": args.engine, "workers": workers, "store": store}
-    if args.engine == "ray":
-        engine.update(address=args.address, gpus=args.gpus)
+    engine.update(address=args.address, gpus=args.gpus)  # the local engine rejects them
     err = Console(stderr=True, soft_wrap=True)
     try:
         with _SurveyBar(err, args.quiet) as bar:

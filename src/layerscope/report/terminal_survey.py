@@ -9,7 +9,7 @@ from rich.table import Table
 
 from layerscope.report.terminal import fmt_num
 from layerscope.survey.correlate import CorrelationResult
-from layerscope.survey.tables import SurveyResult
+from layerscope.survey.tables import SurveyResult, family_labels
 
 MAX_ERRORS = 10
 
@@ -46,7 +46,7 @@ def _family_table(ok: pd.DataFrame) -> Table:
     table = Table(title="by family (medians over models)", header_style="bold")
     for col in ("family", "models", "layers", "alpha", "alpha_weighted", "log_alpha_norm"):
         table.add_column(col, justify="left" if col == "family" else "right")
-    for family, group in ok.groupby(ok["family"].fillna(""), sort=True):
+    for family, group in ok.groupby(family_labels(ok["family"]), sort=True):
         table.add_row(
             escape(str(family) or "-"),
             str(len(group)),

@@ -20,6 +20,7 @@ import pandas as pd
 
 from layerscope.functional import correlation as fc
 from layerscope.survey.sources import SCORE_PREFIX
+from layerscope.survey.tables import family_labels
 
 POOLED = "(all)"
 STAT_SUFFIXES = ("_mean", "_median", "_std")
@@ -116,10 +117,11 @@ def correlate(
 
 
 def _groups(ok: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    families = sorted(str(f) for f in ok["family"].fillna("").unique())
+    family = family_labels(ok["family"])
+    families = sorted(family.unique())
     groups = [(POOLED, ok)]
     if len(families) > 1:
-        groups += [(f, ok[ok["family"].fillna("") == f]) for f in families]
+        groups += [(f, ok[family == f]) for f in families]
     return groups
 
 

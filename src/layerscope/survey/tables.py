@@ -52,6 +52,11 @@ def layer_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
     return frame[[*front, *(c for c in frame.columns if c not in front)]]
 
 
+def family_labels(families: pd.Series) -> pd.Series:
+    """Families as strings, ``""`` where unknown (a CSV round trip turns them into NaN)."""
+    return families.astype("object").where(families.notna(), "").astype(str)
+
+
 def layers_path(path: str | os.PathLike[str]) -> Path:
     """Where the per-layer table of a survey written to ``path`` goes."""
     p = Path(path)
