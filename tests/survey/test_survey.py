@@ -13,6 +13,7 @@ import torch
 
 import layerscope
 from layerscope.survey import SurveyEvent, collect, expand_sources, survey
+from layerscope.survey.engines import DIED
 from layerscope.survey.tables import SurveyResult, layers_path
 
 OPTS = {"device": "cpu"}
@@ -116,11 +117,26 @@ def test_interrupt_keeps_every_finished_model(zoo: dict[str, Path], tmp_path: Pa
     assert events[0].resumed == 2 and len(full.models) == len(zoo)
 
 
-def test_process_pool_gives_the_same_table(zoo: dict[str, Path]) -> None:
-    one = survey(_sources(zoo), **OPTS)
-    two = survey(_sources(zoo), workers=2, **OPTS)
+class _ExitOnLoad:
+    """Unpickling it ends the process: a checkpoint that kills whoever loads it."""
+
+    def __reduce__(self) -> tuple[object, tuple[int]]:
+        return (os._exit, (3,))
+
+
+def test_process_pool_gives_the_same_table_and_survives_a_dying_worker(
+    zoo: dict[str, Path], tmp_path: Path
+) -> None:
+    crash = tmp_path / "crash.pt"
+    torch.save({"w": _ExitOnLoad()}, crash)
+    one = survey(_sources(zoo), allow_unsafe_pickle=True, **OPTS)
+    two = survey([*_sources(zoo), str(crash)], workers=2, allow_unsafe_pickle=True, **OPTS)
+    assert two.models["status"].tolist() == ["ok"] * len(zoo) + ["error"]
+    assert two.models["error"].iloc[-1] == DIED  # only the model that killed its worker
     pd.testing.assert_frame_equal(
-        one.models.drop(columns="scan_s"), two.models.drop(columns="scan_s")
+        one.models.drop(columns="scan_s"),
+        two.models.iloc[:-1].drop(columns="scan_s"),
+        check_dtype=False,  # the error row makes num_params float
     )
     pd.testing.assert_frame_equal(one.layers, two.layers)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -28,15 +28,23 @@ RAY_MISSING = "the ray engine needs ray 2.x: pip install 'layerscope[ray]'"
 def run_local(
     tasks: Sequence[Task], options: dict[str, Any], workers: int
 ) -> Iterator[ModelRecord]:
-    """Scan ``tasks`` in this process (``workers == 1``) or in a pool of processes."""
+    """Scan ``tasks`` in this process (``workers == 1``) or in a pool of processes.
+
+    When a worker dies, the pool breaks and every model in flight fails with it; those
+    are then rerun one at a time in a one-process pool, so only the model that kills
+    its process becomes an error row, and the rest of the queue goes on in a fresh pool.
+    """
     if workers == 1:
         for job, key in tasks:
             yield scan_one(job, key, options)
         return
     queue = list(reversed(tasks))
     while queue:
-        # A fresh pool after a worker died: the broken pool fails every future.
-        yield from _pool_pass(queue, options, workers)
+        suspects = yield from _pool_pass(queue, options, workers)
+        suspects.reverse()  # queues pop from the end
+        while suspects:  # one at a time: a death now names its model
+            dead = yield from _pool_pass(suspects, options, 1)
+            yield from (error_record(job, key, DIED) for job, key in dead)
 
 
 def _init_worker(threads: int) -> None:
@@ -48,7 +56,11 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _pool_pass(queue: list[Task], options: dict[str, Any], workers: int) -> Iterator[ModelRecord]:
+def _pool_pass(
+    queue: list[Task], options: dict[str, Any], workers: int
+) -> Generator[ModelRecord, None, list[Task]]:
+    """Run tasks popped from ``queue`` until it is empty or a worker dies; returns the
+    tasks that were in flight when the pool broke."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(
         workers,
@@ -65,13 +77,13 @@ def _pool_pass(queue: list[Task], options: dict[str, Any], workers: int) -> Iter
                 inflight[pool.submit(scan_one, job, key, options)] = task
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in done:
-                job, key = inflight.pop(fut)
-                try:
-                    record = fut.result()
-                except BrokenProcessPool:
-                    record = error_record(job, key, DIED)
-                yield record
+                if isinstance(fut.exception(), BrokenProcessPool):
+                    finished = True
+                    return list(inflight.values())
+                inflight.pop(fut)
+                yield fut.result()
         finished = True
+        return []
     finally:
         pool.shutdown(wait=finished, cancel_futures=True)
 
