@@ -107,7 +107,7 @@ def main() -> int:
     print(f"ray overhead per task  {ray_fig['task_overhead_s'] * 1e3:8.2f} ms")
     for w in (1, 8, 64):
         est = 10_000 * (scan_s + ray_fig["task_overhead_s"]) / w
-        print(f"10,000 models on {w:2d} workers: ~{est / 3600:.2f} h (+ start-up)")
+        print(f"10,000 models on {w:2d} workers: ~{est / 60:.1f} min (+ start-up)")
     return 0
 
 

@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from layerscope.cli._io import UserError, scan_options, stdout
+from layerscope.cli._io import UserError, check_html, html_report, scan_options, stdout
 from layerscope.results import SCHEMA_VERSION, atomic_write, records
 
 EXIT_INTERRUPTED = 130
@@ -82,6 +82,10 @@ def add_survey_parser(
     p.add_argument(
         "--out", "-o", metavar="FILE", help="write the full table to FILE (.csv/.parquet/.json)"
     )
+    p.add_argument(
+        "--html", metavar="FILE", help="also write a page: scatters of the top metrics, tables"
+    )
+    p.add_argument("--open", action="store_true", help="open the HTML page in a browser")
     p.add_argument("--quiet", "-q", action="store_true", help="no tables")
     p.set_defaults(func=cmd_correlate)
 
@@ -172,12 +176,14 @@ class _SurveyBar:
 
 def cmd_correlate(args: argparse.Namespace) -> int:
     """``layerscope correlate``: which survey metric tracks the scores."""
+    from layerscope.report.html.survey_view import correlation_html
     from layerscope.report.terminal_survey import render_correlation
     from layerscope.survey.correlate import correlate, join_scores
     from layerscope.survey.tables import SurveyResult
 
     if args.out and Path(args.out).suffix.lower() not in (*TABLE_SUFFIXES, ".json"):
         raise UserError(f"--out {args.out}: use .csv, .parquet or .json")
+    check_html(args.html)
     models = SurveyResult.read(args.survey).models
     if args.scores:
         models = join_scores(models, _read_scores(Path(args.scores)), Path(args.scores).parent)
@@ -192,6 +198,8 @@ def cmd_correlate(args: argparse.Namespace) -> int:
         _write_correlation(Path(args.out), result.table, result.excluded)
     if not args.quiet:
         render_correlation(result, stdout(), args.top)
+    title = f"layerscope correlate: {Path(args.survey).name}"
+    html_report(args, lambda: correlation_html(models, result, title))
     return 0
 
 
