@@ -38,7 +38,10 @@ def test_survey_then_correlate(
     assert main(args) == 0
     assert "(5 from the store)" in capsys.readouterr().out
     table = tmp_path / "corr.json"
-    assert main(["correlate", str(out), "--bootstrap", "20", "-o", str(table)]) == 0
+    page = tmp_path / "corr.html"
+    argv = ["correlate", str(out), "--bootstrap", "20", "-o", str(table), "--html", str(page)]
+    assert main(argv) == 0
+    assert page.read_text().count("<figure>") == 6  # the top metrics of each score
     shown = capsys.readouterr().out
     assert "(all) · score_acc" in shown and "Kendall" in shown
     data = json.loads(table.read_text())
