@@ -16,6 +16,7 @@ Prints, in one run on the same models:
 from __future__ import annotations
 
 import argparse
+import math
 import pickle
 import resource
 import statistics
@@ -85,13 +86,14 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N models only")
     parser.add_argument("--workers", type=int, default=2, help="worker processes / Ray CPUs")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray figures")
+    parser.add_argument("--no-loop", action="store_true", help="skip the scan-process loop")
     args = parser.parse_args()
     paths = [job.path for job in expand_sources(args.sources)]
     paths = paths[: args.limit] if args.limit else paths
     print(f"{len(paths)} models, {args.workers} workers")
     local, result = timed_survey(paths, workers=args.workers)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # workers only
-    loop = scan_loop(paths)
+    loop = math.nan if args.no_loop else scan_loop(paths)
     scan_s = statistics.mean(result.models["scan_s"])  # type: ignore[attr-defined]
     print(f"scan loop (processes)  {loop:8.1f} s")
     print(f"local engine           {local:8.1f} s   speed-up x{loop / local:.2f}")
@@ -104,6 +106,8 @@ def main() -> int:
     ratio = ray_fig["wall_s"] / local
     print(f"ray engine             {ray_fig['wall_s']:8.1f} s   ratio to local x{ratio:.2f}")
     print(f"ray cluster start-up   {ray_fig['startup_s']:8.1f} s (not in the ray wall time)")
+    cold = (ray_fig["wall_s"] + ray_fig["startup_s"]) / local
+    print(f"ray with start-up      ratio to local x{cold:.2f} (local includes its workers' start)")
     print(f"ray overhead per task  {ray_fig['task_overhead_s'] * 1e3:8.2f} ms")
     for w in (1, 8, 64):
         est = 10_000 * (scan_s + ray_fig["task_overhead_s"]) / w

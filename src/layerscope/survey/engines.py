@@ -118,7 +118,10 @@ def run_ray(
                 address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False
             )
         else:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ValueError(f"cannot join the Ray cluster at {address}: {exc}") from exc
     try:
         yield from _ray_loop(ray, tasks, options, gpus)
     finally:

@@ -130,7 +130,7 @@ def survey(
         skip = db.keys(("ok",) if retry_errors else ("ok", "error"))
         todo = [(j, k) for j, k in zip(jobs, keys, strict=True) if k not in skip]
         resumed = len(jobs) - len(todo)
-        failed = sum(r.summary.get("status") != "ok" for r in db.get(k for k in keys if k in skip))
+        failed = len(db.keys(("error",)) & skip & set(keys))
         notify = progress or (lambda _event: None)
         notify(SurveyEvent(resumed, len(jobs), failed, resumed, "", "start"))
         done = resumed
