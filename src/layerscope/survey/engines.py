@@ -1,6 +1,6 @@
 """Survey engines: run :func:`scan_one` over jobs and yield records as they finish.
 
-``local``: worker processes on this machine (``spawn``ed, so no forked torch state),
+``local``: worker processes on this machine (forked from a clean server process),
 at most ``workers`` models in flight, so memory is bounded by the models being
 scanned. ``ray``: one Ray task per model (``ray`` 2.x, the optional extra
 ``layerscope[ray]``); the workers read each model from its path, only the small
@@ -56,6 +56,18 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` with torch and the scan preloaded: each worker (and each fresh one
+    after a crash) forks from a server that imported them once, instead of importing
+    torch again (seconds; measured 19 s -> 6 s for the crash test); nothing of this
+    process's torch state is forked. ``spawn`` where there is no forkserver (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "layerscope.survey.worker"])
+    return ctx
+
+
 def _pool_pass(
     queue: list[Task], options: dict[str, Any], workers: int
 ) -> Generator[ModelRecord, None, list[Task]]:
@@ -64,7 +76,7 @@ def _pool_pass(
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(
         workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_context(),
         initializer=_init_worker,
         initargs=(threads,),
     )
