@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import pickle
-import resource
 import statistics
 import subprocess
 import sys
@@ -92,9 +91,9 @@ def main() -> int:
     paths = paths[: args.limit] if args.limit else paths
     print(f"{len(paths)} models, {args.workers} workers")
     local, result = timed_survey(paths, workers=args.workers)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # workers only
     loop = math.nan if args.no_loop else scan_loop(paths)
     scan_s = statistics.mean(result.models["scan_s"])  # type: ignore[attr-defined]
+    peak_mb = result.models["peak_rss_mb"].max()  # type: ignore[attr-defined]
     print(f"scan loop (processes)  {loop:8.1f} s")
     print(f"local engine           {local:8.1f} s   speed-up x{loop / local:.2f}")
     print(f"mean scan time/model   {scan_s:8.3f} s   peak RSS of a worker {peak_mb:.0f} MB")

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from layerscope.survey import survey
+from layerscope.survey.tables import RUN_COLUMNS
 
 ray = pytest.importorskip("ray")
 
@@ -27,6 +28,6 @@ def test_ray_table_equals_local_table(zoo: dict[str, Path], minilm: str, tmp_pat
     assert remote.models["status"].tolist() == ["ok"] * (len(zoo) + 1) + ["error"]
     assert remote.models["num_layers"].iloc[len(zoo)] >= 36  # MiniLM: 6 blocks x 6 matrices
     pd.testing.assert_frame_equal(
-        local.models.drop(columns="scan_s"), remote.models.drop(columns="scan_s")
+        local.models.drop(columns=list(RUN_COLUMNS)), remote.models.drop(columns=list(RUN_COLUMNS))
     )
     pd.testing.assert_frame_equal(local.layers, remote.layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 import layerscope
 from layerscope.survey import SurveyEvent, collect, expand_sources, survey
 from layerscope.survey.engines import DIED
-from layerscope.survey.tables import SurveyResult, layers_path
+from layerscope.survey.tables import RUN_COLUMNS, SurveyResult, layers_path
 
 OPTS = {"device": "cpu"}
 
@@ -27,6 +28,8 @@ def test_rows_are_the_scans_summaries(zoo: dict[str, Path]) -> None:
     result = survey(_sources(zoo), **OPTS)
     assert list(result.models["model"]) == [p.name for p in zoo.values()]
     assert (result.models["status"] == "ok").all()
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # in-process: ours
+    assert result.models["peak_rss_mb"].between(50, own_peak).all()  # torch alone is > 50 MiB
     for path in zoo.values():
         row = result.models.set_index("model").loc[path.name]
         ref = layerscope.scan(path, **OPTS).layers
@@ -134,8 +137,8 @@ def test_process_pool_gives_the_same_table_and_survives_a_dying_worker(
     assert two.models["status"].tolist() == ["ok"] * len(zoo) + ["error"]
     assert two.models["error"].iloc[-1] == DIED  # only the model that killed its worker
     pd.testing.assert_frame_equal(
-        one.models.drop(columns="scan_s"),
-        two.models.iloc[:-1].drop(columns="scan_s"),
+        one.models.drop(columns=list(RUN_COLUMNS)),
+        two.models.iloc[:-1].drop(columns=list(RUN_COLUMNS)),
         check_dtype=False,  # the error row makes num_params float
     )
     pd.testing.assert_frame_equal(one.layers, two.layers)

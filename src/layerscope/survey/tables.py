@@ -1,7 +1,8 @@
 """The survey's tables: one row per model and the per-layer table, and their files.
 
 ``models`` columns: identifiers (``key``, ``model``, ``family``, ``path``), ``status``
-(``ok``/``error``) and ``error`` (one line), ``scan_s``, ``num_params``, the layer and
+(``ok``/``error``) and ``error`` (one line), ``scan_s`` and ``peak_rss_mb`` (the
+worker's peak memory so far), ``num_params``, the layer and
 verdict counts of :func:`layerscope.results.summarize`, ``<metric>_mean``/``_median``/
 ``_std`` over the analysed layers, and the manifest's ``score_<name>`` columns.
 ``layers``: the scan's per-layer columns (docs/metrics.md) after ``key``, ``model``,
@@ -24,7 +25,19 @@ from layerscope.results import atomic_write
 from layerscope.survey.sources import SCORE_PREFIX
 from layerscope.survey.worker import ModelRecord
 
-ID_COLUMNS = ("key", "model", "family", "path", "status", "error", "scan_s", "num_params")
+ID_COLUMNS = (
+    "key",
+    "model",
+    "family",
+    "path",
+    "status",
+    "error",
+    "scan_s",
+    "peak_rss_mb",
+    "num_params",
+)
+# Columns that describe the run (engine, machine, load), not the model.
+RUN_COLUMNS = ("scan_s", "peak_rss_mb")
 TABLE_SUFFIXES = (".parquet", ".csv")
 
 
@@ -33,7 +46,8 @@ def model_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records([r.summary for r in records])
     for column in ID_COLUMNS:
         if column not in frame:
-            frame[column] = pd.Series(dtype="float64" if column == "num_params" else "object")
+            numeric = column in ("num_params", *RUN_COLUMNS)
+            frame[column] = pd.Series(dtype="float64" if numeric else "object")
     scores = [c for c in frame.columns if str(c).startswith(SCORE_PREFIX)]
     rest = [c for c in frame.columns if c not in ID_COLUMNS and c not in scores]
     return frame[[*ID_COLUMNS, *rest, *scores]]

@@ -9,6 +9,7 @@ its path.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,8 @@ def scan_one(job: Job, key: str, options: dict[str, Any]) -> ModelRecord:
         params = parameter_count(job.path, bool(options.get("allow_unsafe_pickle")))
     except Exception as exc:
         return error_record(job, key, reason(exc), time.perf_counter() - started)
-    row.update(status="ok", error="", scan_s=time.perf_counter() - started, num_params=params)
+    seconds = time.perf_counter() - started
+    row.update(status="ok", error="", scan_s=seconds, peak_rss_mb=peak_rss_mb(), num_params=params)
     row.update(summary_stats(result.layers))
     layers = result.layers.copy()
     layers.insert(0, "key", key)
@@ -68,6 +70,18 @@ def error_record(job: Job, key: str, why: str, seconds: float = math.nan) -> Mod
     row = job_row(job, key)
     row.update(status="error", error=why, scan_s=seconds)
     return ModelRecord(key, row)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (NaN where unknown).
+
+    In a worker this is the largest footprint of any model it scanned so far."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return math.nan
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
 def reason(exc: BaseException) -> str:
