@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
 import layerscope.survey as survey_pkg
 from layerscope.cli import main
+from layerscope.cli.survey import _SurveyBar
+from layerscope.survey import SurveyEvent
 
 
 @pytest.fixture
@@ -112,3 +116,14 @@ def test_bad_input_exits_2_with_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_progress_bar_shows_done_rate_and_failures() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200)
+    with _SurveyBar(console, quiet=False) as bar:
+        bar.update(SurveyEvent(1, 4, 0, 1, "", "start"))
+        bar.update(SurveyEvent(2, 4, 1, 1, "broken.pt", "error"))
+        bar._progress.refresh()
+    text = out.getvalue()
+    assert "2/4" in text and "models/s" in text and "1 failed" in text and "broken.pt" in text
