@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -27,7 +27,7 @@ RAY_MISSING = "the ray engine needs ray 2.x: pip install 'layerscope[ray]'"
 
 def run_local(
     tasks: Sequence[Task], options: dict[str, Any], workers: int
-) -> Iterator[ModelRecord]:
+) -> Generator[ModelRecord, None, None]:
     """Scan ``tasks`` in this process (``workers == 1``) or in a pool of processes.
 
     When a worker dies, the pool breaks and every model in flight fails with it; those
@@ -115,7 +115,7 @@ def run_ray(
     workers: int,
     address: str | None,
     gpus: float,
-) -> Iterator[ModelRecord]:
+) -> Generator[ModelRecord, None, None]:
     """One Ray task per model, up to twice the cluster's CPUs submitted at a time.
 
     Uses the running Ray session when there is one; else connects to ``address``
@@ -143,7 +143,7 @@ def run_ray(
 
 def _ray_loop(
     ray: Any, tasks: Sequence[Task], options: dict[str, Any], gpus: float
-) -> Iterator[ModelRecord]:
+) -> Generator[ModelRecord, None, None]:
     remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(scan_one)
     limit = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     queue = list(reversed(tasks))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -134,12 +135,15 @@ def survey(
         notify = progress or (lambda _event: None)
         notify(SurveyEvent(resumed, len(jobs), failed, resumed, "", "start"))
         done = resumed
-        for record in _engine(sopts, todo, scan_kwargs(opts)):
-            db.put(record)
-            done += 1
-            failed += record.summary.get("status") != "ok"
-            status = str(record.summary.get("status"))
-            notify(SurveyEvent(done, len(jobs), failed, resumed, _name(record), status))
+        # closing(): on Ctrl-C (or an error in the callback) the engine stops its
+        # workers now, not when the generator is garbage-collected.
+        with closing(_engine(sopts, todo, scan_kwargs(opts))) as records:
+            for record in records:
+                db.put(record)
+                done += 1
+                failed += record.summary.get("status") != "ok"
+                status = str(record.summary.get("status"))
+                notify(SurveyEvent(done, len(jobs), failed, resumed, _name(record), status))
         meta = _meta(sopts, opts, sources, time.perf_counter() - started, resumed)
         return SurveyResult.of(db.get(keys), meta)
 
@@ -157,7 +161,7 @@ def collect(
 
 def _engine(
     sopts: SurveyOptions, todo: list[tuple[Job, str]], options: dict[str, Any]
-) -> Iterator[ModelRecord]:
+) -> Generator[ModelRecord, None, None]:
     if sopts.engine == "ray":
         return run_ray(todo, options, sopts.workers, sopts.address, sopts.gpus)
     return run_local(todo, options, sopts.workers)
