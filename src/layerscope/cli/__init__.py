@@ -19,6 +19,7 @@ from layerscope.cli.commands import (
     cmd_scan,
 )
 from layerscope.cli.llc import add_llc_parser
+from layerscope.cli.survey import add_survey_parser
 from layerscope.cli.track import add_status_parser, add_track_parser
 
 
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no messages")
     p.set_defaults(func=cmd_report)
     add_llc_parser(sub)
+    add_survey_parser(sub, _add_scan_options)
     return parser
 
 
