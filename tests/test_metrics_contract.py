@@ -63,6 +63,11 @@ SCALING: Mapping[str, str] = {
     "rand_bulk_max": "c2",
     "trap_scale": "invariant",
     "rand_distance": "invariant",
+    "alpha_farms": "invariant",
+    "alpha_median": "invariant",
+    "farms_D": "invariant",
+    "farms_windows": "invariant",
+    "farms_window": "invariant",
 }
 SCALES = (0.01, 4.0, 30.0)
 RTOL = 1e-9
@@ -99,7 +104,8 @@ def _spectra(case: str, transpose: bool = False, scale: float = 1.0) -> LayerSpe
     mats = [scale * m for m in mats]
     evals = [spectrum.eigenvalues(m) for m in mats]
     N, M = max(W.shape), min(W.shape)
-    return LayerSpectra(evals[0], N, M, np.sort(np.concatenate(evals[1:])), evals[1])
+    shuffled_evals = np.sort(np.concatenate(evals[1:]))
+    return LayerSpectra(evals[0], N, M, shuffled_evals, evals[1], matrix=mats[0][None].numpy())
 
 
 def _row(spec: MetricSpec, spectra: LayerSpectra) -> dict[str, Any]:

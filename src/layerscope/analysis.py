@@ -36,6 +36,12 @@ def relative_zero_thresh(evals: Any) -> float:
     return float(np.max(evals)) * RELATIVE_ZERO
 
 
+def _numpy(slices: torch.Tensor) -> np.ndarray[Any, np.dtype[Any]]:
+    """The slices as a CPU numpy array (float32 unless stored in float64)."""
+    dtype = torch.float64 if slices.dtype == torch.float64 else torch.float32
+    return slices.detach().to(device="cpu", dtype=dtype).numpy()
+
+
 def _too_small(plan: MatrixPlan) -> str | None:
     if plan.M * plan.num_slices < MIN_EVALS:
         return f"too small: {plan.M * plan.num_slices} eigenvalues < {MIN_EVALS}"
@@ -62,6 +68,7 @@ class Analyser:
         self.opts = opts
         self.specs = registry.resolve(opts.metrics)
         self.shuffle = any(s.needs_shuffle for s in self.specs)
+        self.needs_matrix = any(s.needs_matrix for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
 
@@ -70,8 +77,11 @@ class Analyser:
 
     def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
         evals = self.eig(slices, plan.eig_scale)
+        matrix = _numpy(slices) if self.needs_matrix else None
         if not self.shuffle:
-            return registry.LayerSpectra(evals, plan.N, plan.M)
+            return registry.LayerSpectra(
+                evals, plan.N, plan.M, matrix=matrix, eig_scale=plan.eig_scale
+            )
         gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
         replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
         # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
@@ -82,7 +92,9 @@ class Analyser:
             for _ in range(replicas)
         ]
         pooled = np.sort(np.concatenate(shuffled))
-        return registry.LayerSpectra(evals, plan.N, plan.M, pooled, shuffled[0])
+        return registry.LayerSpectra(
+            evals, plan.N, plan.M, pooled, shuffled[0], matrix=matrix, eig_scale=plan.eig_scale
+        )
 
     def analyse(
         self, plan: MatrixPlan, slices: torch.Tensor, relative_zero: bool = False

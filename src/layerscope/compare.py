@@ -156,7 +156,7 @@ class _Comparer:
         if total == 0.0 or (base_fro2 and np.sqrt(total / base_fro2) <= self.opts.untouched_tol):
             row.update(status="untouched", verdict="untouched", reason="LoRA update is zero")
             return row
-        specs = tuple(s for s in self.analyser.specs if not s.needs_shuffle)
+        specs = tuple(s for s in self.analyser.specs if not (s.needs_shuffle or s.needs_matrix))
         spectra = LayerSpectra(ev, N, M, zero_thresh=relative_zero_thresh(ev))
         metrics, _ = self.analyser.rate(spectra, specs)
         row.update(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from layerscope.functional import erg, norms, powerlaw, rmt
+from layerscope.functional import erg, farms, norms, powerlaw, rmt
 
 FloatArray = NDArray[np.float64]
 Row = dict[str, Any]
@@ -40,6 +40,9 @@ class LayerSpectra:
         zero_thresh: eigenvalues at or below it are zero for the power-law fit:
             WeightWatcher's absolute 1e-5 for layers; relative to λ_max for weight
             updates, whose scale is arbitrary (see ``compare``).
+        matrix: the analysed slices themselves, (slices, rows, cols) as stored
+            (``None`` unless a metric needs them, e.g. FARMS windows).
+        eig_scale: factor the scan applies to the eigenvalues of ``matrix``.
     """
 
     evals: FloatArray
@@ -48,6 +51,8 @@ class LayerSpectra:
     shuffled: FloatArray | None = None
     shuffled_single: FloatArray | None = None
     zero_thresh: float = powerlaw.EVALS_THRESH
+    matrix: NDArray[Any] | None = None
+    eig_scale: float = 1.0
 
     @property
     def Q(self) -> float:
@@ -67,6 +72,8 @@ class MetricSpec:
         needs_shuffle: requires the ESD of the element-shuffled matrix (a second
             eigendecomposition per layer).
         healthy: documented healthy ranges per column, for docs and reports.
+        needs_matrix: reads the matrix itself (``LayerSpectra.matrix``), not only its
+            eigenvalues.
     """
 
     name: str
@@ -76,6 +83,7 @@ class MetricSpec:
     needs: tuple[str, ...] = ()
     needs_shuffle: bool = False
     healthy: Mapping[str, str] = field(default_factory=dict)
+    needs_matrix: bool = False
 
 
 def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -152,6 +160,24 @@ def _traps(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     }
 
 
+def _farms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    """FARMS alpha and, for comparison, plain alpha with the same (median-xmin) tail.
+
+    The median tail is the released FARMS default (``fix_fingers='xmin_mid'``); on random
+    matrices the minimum-KS fit scatters too much (alpha 4 to 25) to show the bias.
+    """
+    assert s.matrix is not None  # guaranteed by needs_matrix
+    median = powerlaw.fit_power_law_median
+    fit = farms.farms_alpha(s.matrix, fit=median, eig_scale=s.eig_scale)
+    return {
+        "alpha_farms": fit.alpha,
+        "alpha_median": median(s.evals, s.zero_thresh).alpha,
+        "farms_D": fit.D,
+        "farms_windows": fit.num_windows,
+        "farms_window": f"{fit.window[0]}x{fit.window[1]}",
+    }
+
+
 REGISTRY: tuple[MetricSpec, ...] = (
     MetricSpec(
         "esd",
@@ -201,6 +227,15 @@ REGISTRY: tuple[MetricSpec, ...] = (
         needs_shuffle=True,
         healthy={"num_traps": "0"},
     ),
+    MetricSpec(
+        "alpha_farms",
+        ("alpha_farms", "alpha_median", "farms_D", "farms_windows", "farms_window"),
+        _farms,
+        default=False,
+        needs=("powerlaw",),
+        healthy={"alpha_farms": "2 to 6"},
+        needs_matrix=True,
+    ),
 )
 
 BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
@@ -209,19 +244,21 @@ BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
 def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...]:
     """``"default"``, ``"all"`` or a list of group names -> specs in registry order.
 
+    ``"all"`` is every group computed from the spectra; groups that re-read the matrix
+    (``needs_matrix``: ``alpha_farms``) are costly and are run only when named. A list may
+    contain ``"default"``/``"all"`` next to group names (``("default", "alpha_farms")``).
     Dependencies are added; unknown names raise ``ValueError`` listing the valid ones.
     """
-    if metrics == "default":
-        wanted = {m.name for m in REGISTRY if m.default}
-    elif metrics == "all":
-        wanted = set(BY_NAME)
-    else:
-        names = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [n for n in names if n not in BY_NAME]
-        if unknown:
-            valid = ", ".join(["default", "all", *BY_NAME])
-            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {valid}")
-        wanted = set(names)
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [n for n in names if n not in BY_NAME and n not in ("default", "all")]
+    if unknown:
+        valid = ", ".join(["default", "all", *BY_NAME])
+        raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {valid}")
+    wanted = {n for n in names if n in BY_NAME}
+    if "default" in names:
+        wanted |= {m.name for m in REGISTRY if m.default}
+    if "all" in names:
+        wanted |= {m.name for m in REGISTRY if not m.needs_matrix}
     changed = True
     while changed:
         extra = {d for n in wanted for d in BY_NAME[n].needs} - wanted

@@ -55,8 +55,15 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--all", action="store_true", help="every metric, incl. traps (= --metrics all)")
-    p.add_argument("--metrics", help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every metric from the spectra, incl. traps (= --metrics all)",
+    )
+    p.add_argument(
+        "--metrics",
+        help="comma-separated groups: default,all,esd,powerlaw,norms,mp,erg,traps,alpha_farms",
+    )
     p.add_argument(
         "--include",
         action="append",
