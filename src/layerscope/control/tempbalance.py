@@ -82,8 +82,15 @@ class LayerReading:
     num_evals: int
 
 
-def _plans(name: str, module: torch.nn.Module) -> list[MatrixPlan]:
+def _weight(module: torch.nn.Module) -> torch.Tensor:
     weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"{type(module).__name__} has no weight tensor")
+    return weight
+
+
+def _plans(name: str, module: torch.nn.Module) -> list[MatrixPlan]:
+    weight = _weight(module)
     layer = LayerWeights(
         name=f"{name}.weight",
         shape=tuple(weight.shape),
@@ -105,7 +112,7 @@ def read_layer(
     """
     fit = TAILS[tail]
     alphas, count = [], 0
-    tensor = detached_cpu(module.weight)
+    tensor = detached_cpu(_weight(module))
     for plan in _plans(name, module):
         slices = plan.extract(tensor)
         if metric == "alpha_farms":
