@@ -52,6 +52,31 @@ def test_wanda_matches_numpy_one_shot() -> None:
     np.testing.assert_array_equal(net[2].weight.detach().numpy(), _wanda_numpy(W2, X2, 0.25))
 
 
+class _TwoBlocks(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(16, 12), torch.nn.Linear(12, 8)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[1](torch.relu(self.layers[0](x)))
+
+
+def test_wanda_sequential_uses_pruned_earlier_blocks() -> None:
+    torch.manual_seed(2)
+    net = _TwoBlocks()
+    batches = [torch.randn(6, 16) for _ in range(2)]
+    X0 = torch.cat(batches).numpy()
+    W0 = net.layers[0].weight.detach().numpy().copy()
+    b0 = net.layers[0].bias.detach().numpy()
+    W1 = net.layers[1].weight.detach().numpy().copy()
+    plan = {"layers.1.weight": 0.5, "layers.0.weight": 0.5}  # order of the plan is irrelevant
+    prune_module(net, plan, "wanda", iter(batches), sequential=True)
+    W0p = _wanda_numpy(W0, X0, 0.5)
+    X1 = np.maximum(X0 @ W0p.T + b0, 0.0)  # block 1 sees the pruned block 0
+    np.testing.assert_array_equal(net.layers[0].weight.detach().numpy(), W0p)
+    np.testing.assert_allclose(net.layers[1].weight.detach().numpy(), _wanda_numpy(W1, X1, 0.5))
+
+
 def test_minilm_plan_reloads_with_planned_sparsity(tmp_path: Path) -> None:
     from transformers import BertModel
 

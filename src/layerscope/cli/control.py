@@ -68,6 +68,11 @@ def add_control_parsers(sub: Any) -> None:
         metavar="PKG.MOD:MAKE",
         help="Wanda: returns an iterable of batches (dicts are passed as model(**batch))",
     )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="Wanda block by block, each block calibrated after the blocks before it are pruned",
+    )
     p.add_argument("--nsamples", type=int, default=32, help="Wanda text windows (default 32)")
     p.add_argument("--seqlen", type=int, default=128, help="tokens per window (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the window positions")
@@ -138,6 +143,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         sparsity=args.sparsity,
         method=args.method,
         calibration=_calibration(args),
+        sequential=args.sequential,
     )
     if not args.quiet:
         total = len(achieved)

@@ -69,12 +69,13 @@ def prune_hf_dir(
     sparsities: Mapping[str, float],
     method: str,
     calibration: Iterable[Any] | None,
+    sequential: bool = False,
 ) -> dict[str, float]:
     """Prune a Hugging Face directory into ``out`` (a new directory)."""
     if out.exists():  # checked again on rename; fail before the slow load
         raise ValueError(f"{out}: already exists; remove it or choose another output")
     model = load_hf(src)
-    achieved = pruning.prune_module(model, sparsities, method, calibration)
+    achieved = pruning.prune_module(model, sparsities, method, calibration, sequential=sequential)
 
     def fill(tmp: Path) -> None:
         _copy_non_weights(src, tmp)
@@ -135,6 +136,7 @@ def prune(
     method: str = "magnitude",
     calibration: Iterable[Any] | None = None,
     mapping: str = "block",
+    sequential: bool = False,
 ) -> dict[str, float]:
     """Prune a model file or directory by a plan or a uniform sparsity, into ``out``.
 
@@ -148,6 +150,7 @@ def prune(
         method: ``magnitude`` or ``wanda`` (Hugging Face directories only).
         calibration: Wanda's batches (see :func:`layerscope.control.prune.default_forward`).
         mapping: which layers a uniform plan covers (``block``: the repeated blocks).
+        sequential: Wanda block by block (see :func:`layerscope.control.prune.prune_module`).
 
     Returns:
         The achieved sparsity of each pruned parameter.
@@ -168,7 +171,7 @@ def prune(
     else:
         sparsities = dict(plan)
     if src.is_dir() and (src / "config.json").is_file():
-        return prune_hf_dir(src, dst, sparsities, method, calibration)
+        return prune_hf_dir(src, dst, sparsities, method, calibration, sequential)
     if method != "magnitude":
         raise ValueError(f"{src}: {method} needs to run the model: give a Hugging Face directory")
     if src.is_dir():

@@ -7,7 +7,8 @@
   norm of input feature j over all calibration tokens; in each output row i the
   k = ⌊s·cols⌋ lowest-scoring weights are zeroed. One-shot: every input norm is collected
   from the dense model in one pass over the calibration batches (forward hooks), then all
-  layers are pruned.
+  layers are pruned; sequential: block by block, each block's norms taken with the blocks
+  before it already pruned.
 
 Sparsities come from a :class:`layerscope.control.plan.PrunePlan` (parameter name ->
 sparsity) or one uniform value. Reading and writing model files: :mod:`layerscope.control.apply`.
@@ -132,12 +133,24 @@ def input_norms(
     return {n: s.sqrt() for n, s in sums.items()}
 
 
+def _wanda_groups(sparsities: Mapping[str, float], order: list[str]) -> list[list[str]]:
+    """Planned parameters grouped by repeated block (``model.layers.N``), in forward order;
+    a parameter outside the blocks is a group of its own."""
+    from layerscope.control.plan import block_of
+
+    groups: dict[str, list[str]] = {}
+    for name in sorted(sparsities, key=order.index):
+        groups.setdefault(block_of(name) or name, []).append(name)
+    return list(groups.values())
+
+
 def prune_module(
     model: torch.nn.Module,
     sparsities: Mapping[str, float],
     method: str = "magnitude",
     calibration: Iterable[Any] | None = None,
     forward: Forward = default_forward,
+    sequential: bool = False,
 ) -> dict[str, float]:
     """Prune the planned weights of a module in place; returns the achieved sparsities.
 
@@ -147,24 +160,34 @@ def prune_module(
         method: ``magnitude`` or ``wanda``.
         calibration: batches for Wanda (see :func:`default_forward`).
         forward: how a batch is fed to the model.
+        sequential: Wanda block by block, as Sun et al. run it: the input norms of block
+            b's layers are collected with blocks < b already pruned (one pass over the
+            calibration data per block). Without it, one pass on the dense model (one-shot).
     """
     if method not in METHODS:
         raise ValueError(f"method must be 'magnitude' or 'wanda', got {method!r}")
     params = dict(model.named_parameters())
     check_sparsities(sparsities, params)
-    norms: dict[str, torch.Tensor] = {}
-    if method == "wanda":
-        if calibration is None:
-            raise ValueError("Wanda needs calibration data")
-        norms = input_norms(model, list(sparsities), calibration, forward)
+    if method == "magnitude":
+        groups = [list(sparsities)]
+    elif calibration is None:
+        raise ValueError("Wanda needs calibration data")
+    else:
+        calibration = list(calibration)  # iterated once per group
+        groups = _wanda_groups(sparsities, list(params)) if sequential else [list(sparsities)]
     achieved = {}
-    with torch.no_grad():
-        for name, s in sparsities.items():
-            W = params[name]
-            if method == "wanda":
-                mask = wanda_mask(W, norms[name].to(W.device), float(s))
-            else:
-                mask = magnitude_mask(W, float(s))
-            W[mask] = 0
-            achieved[name] = float((W == 0).sum()) / W.numel()
+    for group in groups:
+        norms: dict[str, torch.Tensor] = {}
+        if method == "wanda":
+            assert calibration is not None  # checked above
+            norms = input_norms(model, group, calibration, forward)
+        with torch.no_grad():
+            for name in group:
+                W, s = params[name], float(sparsities[name])
+                if method == "wanda":
+                    mask = wanda_mask(W, norms[name].to(W.device), s)
+                else:
+                    mask = magnitude_mask(W, s)
+                W[mask] = 0
+                achieved[name] = float((W == 0).sum()) / W.numel()
     return achieved
