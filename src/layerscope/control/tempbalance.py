@@ -29,6 +29,7 @@ lr to η_t times that layer's factor::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -218,3 +219,44 @@ class TempBalance:
         eta = float(self.reference["lr"])
         for name, group in self.groups.items():
             group["lr"] = eta * self.factors.get(name, 1.0)
+
+
+def hf_callback(tb: TempBalance) -> Any:
+    """A ``transformers.TrainerCallback`` that calls ``tb.step()`` at every ``on_step_end``.
+
+    The Trainer steps its scheduler before ``on_step_end``, so the rates set there are the
+    ones the next optimizer step uses; the very first optimizer step runs every layer at
+    η_t (the alphas are first read at the end of step 1). Pass the optimizer built from
+    :func:`layer_param_groups` (and your scheduler) as ``Trainer(optimizers=(opt, sched))``.
+    """
+    from transformers import TrainerCallback
+
+    class TempBalanceHFCallback(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            tb.step()
+
+    return TempBalanceHFCallback()
+
+
+def lightning_callback(tb: TempBalance) -> Any:
+    """A Lightning ``Callback`` that calls ``tb.step()`` in ``on_before_optimizer_step``.
+
+    Lightning steps step-interval schedulers after ``on_train_batch_end``; setting the
+    rates just before each optimizer step makes them follow the scheduler's current η_t.
+    ``configure_optimizers`` must return the optimizer built from :func:`layer_param_groups`.
+    """
+    base: Any = None
+    for module in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            base = importlib.import_module(module).Callback
+            break
+        except ImportError:
+            continue
+    if base is None:
+        raise ImportError("lightning_callback needs Lightning: pip install lightning")
+
+    class TempBalanceLightningCallback(base):  # type: ignore[misc]
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            tb.step()
+
+    return TempBalanceLightningCallback()
