@@ -24,6 +24,11 @@ def _fraction(text: str) -> float:
 
 def add_control_parsers(sub: Any) -> None:
     """The ``plan`` (with ``plan prune``) and ``prune`` sub-commands."""
+    _add_plan_parser(sub)
+    _add_prune_parser(sub)
+
+
+def _add_plan_parser(sub: Any) -> None:
     plan = sub.add_parser("plan", help="plan an action from the diagnosis (pruning ratios)")
     actions = plan.add_subparsers(dest="action", required=True)
     p = actions.add_parser("prune", help="layer-wise sparsities from alpha (AlphaPruning)")
@@ -49,6 +54,9 @@ def add_control_parsers(sub: Any) -> None:
     p.add_argument("--out", "-o", metavar="FILE", help="write the plan (JSON) to FILE")
     p.add_argument("--quiet", "-q", action="store_true", help="no table")
     p.set_defaults(func=cmd_plan_prune)
+
+
+def _add_prune_parser(sub: Any) -> None:
     p = sub.add_parser("prune", help="prune a model by a plan or a uniform sparsity")
     p.add_argument("source", help="HF model directory, .safetensors or .pt/.bin state dict")
     which = p.add_mutually_exclusive_group(required=True)
