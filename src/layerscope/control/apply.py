@@ -29,7 +29,13 @@ _WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 
 def load_hf(directory: Path) -> torch.nn.Module:
     """The model class named in ``config.json`` (``architectures[0]``), else ``AutoModel``."""
-    import transformers
+    try:
+        import transformers
+    except ImportError as exc:
+        hint = "pip install 'layerscope[control]'"
+        raise ValueError(
+            f"{directory}: pruning a Hugging Face model needs transformers ({hint})"
+        ) from exc
 
     config = json.loads((directory / "config.json").read_text())
     arch = (config.get("architectures") or [None])[0]
