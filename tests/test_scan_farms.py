@@ -25,7 +25,7 @@ def test_minilm_rows_match_direct_farms() -> None:
         assert rows.loc[name, "farms_window"] == "384x384"
         assert rows.loc[name, "farms_windows"] == 10  # 1 row start × 10 column starts
         ev = np.linalg.svd(weights[name].astype(np.float64), compute_uv=False) ** 2
-        plain = powerlaw.fit_power_law_median(ev).alpha
+        plain = powerlaw.fit_power_law_median(ev, 1e-12 * ev.max()).alpha
         assert rows.loc[name, "alpha_median"] == pytest.approx(plain, rel=1e-6)
 
 
@@ -37,6 +37,15 @@ def test_conv_row_uses_blocks() -> None:
     direct = farms.farms_alpha(slices, fit=powerlaw.fit_power_law_median, eig_scale=0.5)
     assert row["alpha_farms"] == pytest.approx(direct.alpha, rel=1e-9)
     assert row["farms_windows"] == 3 and row["farms_window"] == "8x8"
+
+
+def test_square_matrix_is_one_window() -> None:
+    """A square matrix is its own single window: FARMS alpha equals plain median alpha."""
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Linear(300, 300))
+    row = scan(model, metrics=("alpha_farms",), device="cpu").layers.iloc[0]
+    assert row["farms_windows"] == 1
+    assert row["alpha_farms"] == pytest.approx(row["alpha_median"], rel=1e-9)
 
 
 def test_alpha_farms_is_opt_in() -> None:

@@ -171,7 +171,8 @@ def _farms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     fit = farms.farms_alpha(s.matrix, fit=median, eig_scale=s.eig_scale)
     return {
         "alpha_farms": fit.alpha,
-        "alpha_median": median(s.evals, s.zero_thresh).alpha,
+        # same zero rule as the windows (numerical zeros only), so the two are like for like
+        "alpha_median": median(s.evals, farms.RELATIVE_ZERO * float(s.evals[-1])).alpha,
         "farms_D": fit.D,
         "farms_windows": fit.num_windows,
         "farms_window": f"{fit.window[0]}x{fit.window[1]}",
