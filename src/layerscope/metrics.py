@@ -234,7 +234,6 @@ REGISTRY: tuple[MetricSpec, ...] = (
         _farms,
         default=False,
         needs=("powerlaw",),
-        healthy={"alpha_farms": "2 to 6"},
         needs_matrix=True,
     ),
 )

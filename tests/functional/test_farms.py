@@ -129,6 +129,16 @@ def test_median_fit_direct() -> None:
     assert (fit.xmin, fit.num_pl_spikes) == (s[k], n)
 
 
+def test_zero_blocks_are_left_out() -> None:
+    slices = np.random.default_rng(5).standard_normal((4, 24, 8))
+    zeroed = slices.copy()
+    zeroed[:, 8:16] = 0.0  # the second of three row blocks is all zeros
+    got = farms_alpha(zeroed, fit=median)
+    expected = np.mean([farms_alpha(zeroed[:, r : r + 8], fit=median).alpha for r in (0, 16)])
+    assert len(got.fits) == 2 and got.alpha == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(farms_alpha(np.zeros((1, 30, 20))).alpha)
+
+
 def test_bad_input() -> None:
     with pytest.raises(ValueError, match="at least 2 windows"):
         farms_alpha(np.ones((5, 5)), ops=1)

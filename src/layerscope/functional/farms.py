@@ -71,8 +71,8 @@ class FarmsFit:
 
     @property
     def D(self) -> float:
-        """Mean KS distance of the fits."""
-        return float(np.mean([f.D for f in self.fits]))
+        """Mean KS distance of the fits (NaN without any)."""
+        return float(np.mean([f.D for f in self.fits])) if self.fits else float("nan")
 
 
 def window_starts(size: int, window: int, ops: int = OPS) -> list[int]:
@@ -148,7 +148,8 @@ def farms_alpha(
         The :class:`FarmsFit`.
 
     Raises:
-        ValueError: bad window options, or a pooled ESD with fewer than 2 nonzero values.
+        ValueError: bad window options or array shape. A pooled ESD with fewer than 2
+        nonzero eigenvalues is left out (alpha is NaN if every one is).
     """
     arr = np.asarray(slices)
     if arr.ndim == 2:
@@ -165,6 +166,9 @@ def farms_alpha(
         M = min(arr.shape[1:])
         n_windows = len(evals)
         window = (M, M)
-    fits = tuple(fit(e, RELATIVE_ZERO * e[-1] if thresh is None else thresh) for e in evals)
-    alpha = float(np.mean([f.alpha for f in fits]))
+    cuts = [RELATIVE_ZERO * e[-1] if thresh is None else thresh for e in evals]
+    # an all-zero block (a pruned region) has no tail: it is left out of the mean
+    usable = [(e, c) for e, c in zip(evals, cuts, strict=True) if np.count_nonzero(e > c) >= 2]
+    fits = tuple(fit(e, c) for e, c in usable)
+    alpha = float(np.mean([f.alpha for f in fits])) if fits else float("nan")
     return FarmsFit(alpha, fits, n_windows, window, sum(e.size for e in evals))
