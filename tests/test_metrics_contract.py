@@ -70,6 +70,11 @@ SCALING: Mapping[str, str] = {
         for part in ("bulk", "tail")
         for stat in ("mean", "var")
     },
+    "alpha_farms": "invariant",
+    "alpha_median": "invariant",
+    "farms_D": "invariant",
+    "farms_windows": "invariant",
+    "farms_window": "invariant",
 }
 SCALES = (0.01, 4.0, 30.0)
 RTOL = 1e-9
@@ -108,7 +113,16 @@ def _spectra(case: str, transpose: bool = False, scale: float = 1.0) -> LayerSpe
     N, M = max(W.shape), min(W.shape)
     vec_evals, vecs = spectrum.eigenvectors(mats[0])
     pooled = np.sort(np.concatenate(evals[1:]))
-    return LayerSpectra(evals[0], N, M, pooled, evals[1], vector_evals=vec_evals, vectors=vecs)
+    return LayerSpectra(
+        evals[0],
+        N,
+        M,
+        pooled,
+        evals[1],
+        vector_evals=vec_evals,
+        vectors=vecs,
+        matrix=mats[0][None].numpy(),
+    )
 
 
 def _row(spec: MetricSpec, spectra: LayerSpectra) -> dict[str, Any]:

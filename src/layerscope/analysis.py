@@ -36,6 +36,12 @@ def relative_zero_thresh(evals: Any) -> float:
     return float(np.max(evals)) * RELATIVE_ZERO
 
 
+def _numpy(slices: torch.Tensor) -> np.ndarray[Any, np.dtype[Any]]:
+    """The slices as a CPU numpy array (float32 unless stored in float64)."""
+    dtype = torch.float64 if slices.dtype == torch.float64 else torch.float32
+    return slices.detach().to(device="cpu", dtype=dtype).numpy()
+
+
 def _too_small(plan: MatrixPlan) -> str | None:
     if plan.M * plan.num_slices < MIN_EVALS:
         return f"too small: {plan.M * plan.num_slices} eigenvalues < {MIN_EVALS}"
@@ -66,6 +72,7 @@ class Analyser:
             self.specs = (*self.specs, registry.FIT_EXTRAS)
         self.shuffle = any(s.needs_shuffle for s in self.specs)
         self.vectors = any(s.needs_vectors for s in self.specs)
+        self.needs_matrix = any(s.needs_matrix for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
 
@@ -76,8 +83,16 @@ class Analyser:
     def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
         """Everything the metrics read about one matrix (shuffled copies when needed)."""
         evals = self.eig(slices, plan.eig_scale)
+        matrix = _numpy(slices) if self.needs_matrix else None
         if not self.shuffle:
-            return registry.LayerSpectra(evals, plan.N, plan.M, fit_options=self.fit_options)
+            return registry.LayerSpectra(
+                evals,
+                plan.N,
+                plan.M,
+                fit_options=self.fit_options,
+                matrix=matrix,
+                eig_scale=plan.eig_scale,
+            )
         gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
         replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
         # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
@@ -89,7 +104,14 @@ class Analyser:
         ]
         pooled = np.sort(np.concatenate(shuffled))
         return registry.LayerSpectra(
-            evals, plan.N, plan.M, pooled, shuffled[0], fit_options=self.fit_options
+            evals,
+            plan.N,
+            plan.M,
+            pooled,
+            shuffled[0],
+            fit_options=self.fit_options,
+            matrix=matrix,
+            eig_scale=plan.eig_scale,
         )
 
     def analyse(

@@ -190,8 +190,10 @@ class _Comparer:
             return row
         rank = norms.numerical_rank(ev, N)
         row.update(update_rank=rank, update_effective_rank=delta.effective_rank(ev))
-        # From the factors we have the spectrum only: no shuffled copy, no eigenvectors.
-        specs = tuple(s for s in self.analyser.specs if not (s.needs_shuffle or s.needs_vectors))
+        # From the factors we have the spectrum only: no shuffled copy, no eigenvectors,
+        # no matrix to window.
+        skip = ("needs_shuffle", "needs_vectors", "needs_matrix")
+        specs = tuple(s for s in self.analyser.specs if not any(getattr(s, k) for k in skip))
         spectra = LayerSpectra(
             ev, N, M, zero_thresh=relative_zero_thresh(ev), fit_options=self.analyser.fit_options
         )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from layerscope.functional import erg, fingers, norms, powerlaw, rmt, vectors
+from layerscope.functional import erg, farms, fingers, norms, powerlaw, rmt, vectors
 
 FloatArray = NDArray[np.float64]
 Row = dict[str, Any]
@@ -44,6 +44,9 @@ class LayerSpectra:
             of :class:`layerscope.functional.fingers.FitOptions`).
         vector_evals, vectors: eigenvalues (conv scaling applied) and unit eigenvectors
             (columns) of every slice's WᵀW, for metrics with ``needs_vectors``.
+        matrix: the analysed slices themselves, (slices, rows, cols) as stored
+            (``None`` unless a metric needs them, e.g. FARMS windows).
+        eig_scale: factor the scan applies to the eigenvalues of ``matrix``.
     """
 
     evals: FloatArray
@@ -55,6 +58,8 @@ class LayerSpectra:
     fit_options: fingers.FitOptions = fingers.DEFAULT_FIT
     vector_evals: FloatArray | None = None
     vectors: FloatArray | None = None
+    matrix: NDArray[Any] | None = None
+    eig_scale: float = 1.0
 
     @property
     def Q(self) -> float:
@@ -77,6 +82,8 @@ class MetricSpec:
         healthy: documented healthy ranges per column, for docs and reports.
         needs_vectors: requires the eigenvectors of WᵀW (an eigendecomposition with vectors).
         explicit: computed only when named, not by ``"all"`` (costly, rarely wanted).
+        needs_matrix: reads the matrix itself (``LayerSpectra.matrix``), not only its
+            eigenvalues.
     """
 
     name: str
@@ -88,6 +95,7 @@ class MetricSpec:
     healthy: Mapping[str, str] = field(default_factory=dict)
     needs_vectors: bool = False
     explicit: bool = False
+    needs_matrix: bool = False
 
 
 def _esd(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
@@ -210,6 +218,25 @@ def _traps(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
     }
 
 
+def _farms(s: LayerSpectra, row: Mapping[str, Any]) -> Row:
+    """FARMS alpha and, for comparison, plain alpha with the same (median-xmin) tail.
+
+    The median tail is the released FARMS default (``fix_fingers='xmin_mid'``); on random
+    matrices the minimum-KS fit scatters too much (alpha 4 to 25) to show the bias.
+    """
+    assert s.matrix is not None  # guaranteed by needs_matrix
+    median = powerlaw.fit_power_law_median
+    fit = farms.farms_alpha(s.matrix, fit=median, eig_scale=s.eig_scale)
+    return {
+        "alpha_farms": fit.alpha,
+        # same zero rule as the windows (numerical zeros only), so the two are like for like
+        "alpha_median": median(s.evals, farms.RELATIVE_ZERO * float(s.evals[-1])).alpha,
+        "farms_D": fit.D,
+        "farms_windows": fit.num_windows,
+        "farms_window": f"{fit.window[0]}x{fit.window[1]}",
+    }
+
+
 REGISTRY: tuple[MetricSpec, ...] = (
     MetricSpec(
         "esd",
@@ -268,6 +295,15 @@ REGISTRY: tuple[MetricSpec, ...] = (
         needs_vectors=True,
         explicit=True,
     ),
+    MetricSpec(
+        "alpha_farms",
+        ("alpha_farms", "alpha_median", "farms_D", "farms_windows", "farms_window"),
+        _farms,
+        default=False,
+        needs=("powerlaw",),
+        needs_matrix=True,
+        explicit=True,
+    ),
 )
 
 BY_NAME: Mapping[str, MetricSpec] = {m.name: m for m in REGISTRY}
@@ -286,19 +322,21 @@ FIT_EXTRAS = MetricSpec(
 def resolve(metrics: str | tuple[str, ...] | list[str]) -> tuple[MetricSpec, ...]:
     """``"default"``, ``"all"`` or a list of group names -> specs in registry order.
 
+    ``"all"`` is every group but the ``explicit`` ones, which are costly and run only when
+    named (``vectors`` needs eigenvectors, ``alpha_farms`` re-reads the matrix). A list may
+    contain ``"default"``/``"all"`` next to group names (``("default", "alpha_farms")``).
     Dependencies are added; unknown names raise ``ValueError`` listing the valid ones.
     """
-    if metrics == "default":
-        wanted = {m.name for m in REGISTRY if m.default}
-    elif metrics == "all":
-        wanted = {m.name for m in REGISTRY if not m.explicit}
-    else:
-        names = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [n for n in names if n not in BY_NAME]
-        if unknown:
-            valid = ", ".join(["default", "all", *BY_NAME])
-            raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {valid}")
-        wanted = set(names)
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [n for n in names if n not in BY_NAME and n not in ("default", "all")]
+    if unknown:
+        valid = ", ".join(["default", "all", *BY_NAME])
+        raise ValueError(f"unknown metric group(s) {', '.join(unknown)}; choose from {valid}")
+    wanted = {n for n in names if n in BY_NAME}
+    if "default" in names:
+        wanted |= {m.name for m in REGISTRY if m.default}
+    if "all" in names:
+        wanted |= {m.name for m in REGISTRY if not m.explicit}
     changed = True
     while changed:
         extra = {d for n in wanted for d in BY_NAME[n].needs} - wanted

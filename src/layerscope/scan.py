@@ -127,7 +127,7 @@ def scan(
             Face model directory (single or sharded).
         progress: called after each matrix with a :class:`ProgressEvent`.
         **options: fields of :class:`ScanOptions`: ``metrics`` (``"default"``,
-            ``"all"`` or group names: esd, powerlaw, norms, mp, erg, traps),
+            ``"all"`` or group names: esd, powerlaw, norms, mp, erg, traps, alpha_farms),
             ``include``/``exclude`` name patterns (glob, or substring), ``kinds``,
             ``min_size`` (min matrix dimension), ``seed`` (shuffles for traps),
             ``device`` (cpu|cuda|auto), ``jobs`` (threads), ``precision``

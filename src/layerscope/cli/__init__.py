@@ -18,6 +18,7 @@ from layerscope.cli.commands import (
     cmd_report,
     cmd_scan,
 )
+from layerscope.cli.control import add_control_parsers
 from layerscope.cli.llc import add_llc_parser
 from layerscope.cli.survey import add_survey_parser
 from layerscope.cli.track import add_status_parser, add_track_parser
@@ -54,11 +55,15 @@ def _add_html_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--all", action="store_true", help="every metric, incl. traps (= --metrics all)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every metric but the costly named-only ones, incl. traps (= --metrics all)",
+    )
     p.add_argument(
         "--metrics",
-        help="comma-separated groups: esd,powerlaw,norms,mp,erg,traps,vectors "
-        "(vectors: eigenvector localization, only when named)",
+        help="comma-separated groups: default,all,esd,powerlaw,norms,mp,erg,traps and the "
+        "named-only vectors (eigenvector localization), alpha_farms (FARMS windows)",
     )
     p.add_argument(
         "--include",
@@ -202,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
     add_llc_parser(sub)
     add_survey_parser(sub, _add_scan_options)
+    add_control_parsers(sub)
     return parser
 
 

@@ -186,3 +186,51 @@ def fit_power_law(evals: FloatArray, thresh: float = EVALS_THRESH) -> PowerLawFi
         fit_quality=quality,
         alpha_spread=spread,
     )
+
+
+def fit_power_law_median(
+    evals: FloatArray, thresh: float = EVALS_THRESH, xmin_pos: int = 2
+) -> PowerLawFit:
+    """Power-law fit with xmin fixed at the median eigenvalue (no KS search).
+
+    TempBalance's ``pl_fitting='median'`` (Zhou et al., NeurIPS 2023, "Temperature
+    Balancing, Layer-wise Weight Analysis, and Neural Network Training"): with the N
+    nonzero eigenvalues sorted ascending, k = ⌊N / xmin_pos⌋, xmin = λ_k, n = N − k and
+    α = 1 + n / Σ_{j≥k} ln(λ_j / xmin) (the MLE of :func:`candidate_alphas`); D is the KS
+    distance at that xmin. The tail always holds about half the spectrum, so α is stable
+    where the minimum-KS choice jumps, at the price of fitting part of the bulk.
+
+    Args:
+        evals: eigenvalues, any order; values ≤ ``thresh`` are dropped first.
+        thresh: zero threshold.
+        xmin_pos: the tail starts at rank N / xmin_pos (2 = the median).
+
+    Returns:
+        A :class:`PowerLawFit`; ``alpha_spread`` is 0 (no candidates are compared).
+
+    Raises:
+        ValueError: fewer than two eigenvalues above ``thresh``, or ``xmin_pos`` < 1.
+    """
+    if xmin_pos < 1:
+        raise ValueError(f"xmin_pos must be >= 1, got {xmin_pos}")
+    x = np.sort(np.asarray(evals, dtype=np.float64))
+    x = x[x > thresh]
+    N = x.size
+    if N < 2:
+        raise ValueError(f"power-law fit needs at least 2 eigenvalues above {thresh}, got {N}")
+    k = min(N // xmin_pos, N - 2)
+    log_tail = np.log(x[k:])
+    alphas = candidate_alphas(log_tail, bias_corrected=False)[:1]
+    D = float(candidate_ks(log_tail, alphas)[0])
+    alpha = float(alphas[0])
+    n_tail = N - k
+    return PowerLawFit(
+        alpha=alpha,
+        xmin=float(x[k]),
+        xmax=float(x[-1]),
+        D=D,
+        sigma=(alpha - 1.0) / float(np.sqrt(n_tail)),
+        num_pl_spikes=n_tail,
+        fit_quality="tiny-tail" if n_tail < TINY_TAIL else "good",
+        alpha_spread=0.0,
+    )
