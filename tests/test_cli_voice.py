@@ -53,7 +53,9 @@ def test_dash_o_is_out_everywhere() -> None:
                 assert action.dest == "out" and "--out" in action.option_strings, path
                 assert action.metavar == "FILE", path
                 seen.append(path[0])
-    assert sorted(seen) == ["compare", "diff", "llc", "report", "scan"]
+    assert sorted(seen) == [
+        "compare", "correlate", "diff", "llc", "plan", "prune", "report", "scan", "survey"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("flag", ["-o", "--out", "--output"])

@@ -66,7 +66,7 @@ def _add_prune_parser(sub: Any) -> None:
         "--method", choices=("magnitude", "wanda"), default="magnitude", help="pruning score"
     )
     p.add_argument(
-        "--out", "-o", required=True, metavar="OUT", help="output directory (HF) or file"
+        "--out", "-o", required=True, metavar="FILE", help="output directory (HF) or file"
     )
     p.add_argument(
         "--calib-text", metavar="FILE", help="Wanda: text file tokenized into calibration windows"

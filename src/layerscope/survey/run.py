@@ -178,7 +178,7 @@ def _str(path: str | os.PathLike[str] | None) -> str | None:
 def _meta(
     sopts: SurveyOptions, opts: ScanOptions, sources: Any, elapsed: float, resumed: int
 ) -> dict[str, Any]:
-    from layerscope import __version__
+    from layerscope._version import __version__
 
     return {
         "schema_version": SCHEMA_VERSION,
