@@ -112,11 +112,13 @@ def first_alert(
 
 
 def verdict(raised: int | None, start: int, end: int | None, fall: float) -> str:
-    """on time / early / late / missed for collapsing runs; quiet / false alarm else."""
+    """on time / early / late / missed for runs that fell 5 points; for the others quiet,
+    or an alert with the largest fall so far (a false alarm on a finished run that never
+    fell 3 points; undecided on a run stopped before its fall)."""
     if end is None:
-        if fall <= 0.03 or raised is None:
-            return "quiet" if raised is None else "false alarm"
-        return "alert (no 5-pt fall)"
+        if raised is None:
+            return "quiet"
+        return "alert, no fall > 3 pts" if fall <= 0.03 else "alert, fall 3-5 pts"
     if raised is None:
         return "missed"
     return "early" if raised < start else ("late" if raised > end else "on time")
