@@ -9,7 +9,7 @@ read the columns of the specs it ``needs``) and returns its own columns.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,6 @@ class MetricSpec:
         needs: groups that must run before it.
         needs_shuffle: requires the ESD of the element-shuffled matrix (a second
             eigendecomposition per layer).
-        healthy: documented healthy ranges per column, for docs and reports.
         needs_vectors: requires the eigenvectors of WᵀW (an eigendecomposition with vectors).
         explicit: computed only when named, not by ``"all"`` (costly, rarely wanted).
         needs_matrix: reads the matrix itself (``LayerSpectra.matrix``), not only its
@@ -92,7 +91,6 @@ class MetricSpec:
     default: bool = True
     needs: tuple[str, ...] = ()
     needs_shuffle: bool = False
-    healthy: Mapping[str, str] = field(default_factory=dict)
     needs_vectors: bool = False
     explicit: bool = False
     needs_matrix: bool = False
@@ -242,13 +240,11 @@ REGISTRY: tuple[MetricSpec, ...] = (
         "esd",
         ("num_evals", "rank_loss", "weak_rank_loss", "lambda_max"),
         _esd,
-        healthy={"rank_loss": "0"},
     ),
     MetricSpec(
         "powerlaw",
         ("alpha", "xmin", "xmax", "D", "sigma", "num_pl_spikes", "fit_quality", "alpha_spread"),
         _powerlaw,
-        healthy={"alpha": "2 to 6", "fit_quality": "good"},
     ),
     MetricSpec(
         "norms",
@@ -276,7 +272,6 @@ REGISTRY: tuple[MetricSpec, ...] = (
         ("detX_num", "detX_val", "ERG_gap"),
         _erg,
         needs=("powerlaw",),
-        healthy={"ERG_gap": "≥ 0, near 0"},
     ),
     MetricSpec(
         "traps",
@@ -284,7 +279,6 @@ REGISTRY: tuple[MetricSpec, ...] = (
         _traps,
         default=False,
         needs_shuffle=True,
-        healthy={"num_traps": "0"},
     ),
     MetricSpec(
         "vectors",
