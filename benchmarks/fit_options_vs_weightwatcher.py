@@ -12,20 +12,15 @@ same module), and the fitted alpha of both is printed with the ratio of the time
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-# the WeightWatcher shims of the reference tests (tests/reference/_ww_options.py)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 import _models
+import _ww_options
 import layerscope
 from _models import import_weightwatcher, quiet
-from reference import _ww_options
 
 OPTIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "clip_xmax": ({"fix_fingers": "clip_xmax"}, {"fix_fingers": "clip_xmax"}),

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
+from experiments.zoo import train as zoo
 
 from layerscope.survey import survey
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
-from experiments.zoo import train as zoo
 
 
 def test_recipes_cover_every_family_and_axis() -> None:

@@ -79,7 +79,7 @@ def test_weightwatcher_peak_bound_is_a_log_value() -> None:
 
 @pytest.mark.parametrize("fingers_added", [0, 3])
 def test_clip_xmax_matches_weightwatcher(fingers_added: int) -> None:
-    from reference import _ww
+    import _ww
 
     _, rmt_util, _ = _ww.import_ww()
     logging.getLogger("RMT_Util").setLevel(logging.ERROR)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
+import _ww
 from layerscope import metrics
 from layerscope.functional import erg, norms
-from reference import _ww
 from reference._compare import assert_close
 
 

@@ -7,9 +7,9 @@ from functools import cache
 import numpy as np
 import pytest
 
+import _ww
 from layerscope.functional import powerlaw
 from layerscope.functional.powerlaw import fit_power_law
-from reference import _ww
 from reference._compare import assert_close
 
 ALPHAS = (1.5, 2.0, 2.5, 3.0, 4.0)

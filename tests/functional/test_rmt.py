@@ -7,8 +7,8 @@ import pytest
 from scipy import integrate
 from scipy.spatial.distance import jensenshannon
 
+import _ww
 from layerscope.functional import rmt
-from reference import _ww
 from reference._compare import assert_close
 
 RATIOS = (1.0, 1.5, 2.0, 4.0, 8.0)

@@ -48,10 +48,10 @@ import pytest
 import torch
 from torch import nn
 
+import _ww
 import layerscope
 from layerscope import metrics, spectrum
 from layerscope.functional import rmt
-from reference import _ww
 from reference._compare import Check, compare_tables, report
 
 SEED = 0

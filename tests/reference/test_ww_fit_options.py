@@ -27,9 +27,10 @@ import pandas as pd
 import pytest
 from torch import nn
 
+import _ww
+import _ww_options
 import layerscope
 from layerscope.functional import fingers
-from reference import _ww, _ww_options
 from reference._compare import Check, compare_tables, report
 
 TIGHT = (

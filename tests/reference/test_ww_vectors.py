@@ -24,10 +24,11 @@ import pytest
 import torch
 from torch import nn
 
+import _ww
+import _ww_options
 import layerscope
 from layerscope import spectrum
 from layerscope.functional import vectors
-from reference import _ww, _ww_options
 from reference.test_ww_fit_options import CNN_IDS, CNN_NAMES, MINILM_IDS, MINILM_NAMES
 
 RATIO_RTOL = 1e-7

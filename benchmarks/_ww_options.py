@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference import _ww
+import _ww
 
 
 @contextlib.contextmanager
