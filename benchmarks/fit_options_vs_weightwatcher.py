@@ -5,7 +5,7 @@
 On the first ``--layers`` 384×384 attention matrices of the real all-MiniLM-L6-v2, each
 option is timed in WeightWatcher (``analyze(layers=[...], ...)`` on the module, with
 ``pl_package="powerlaw"`` where it requires it and the powerlaw-2.0 keyword shim of
-tests/reference/_ww_options.py) and in layerscope (``scan(..., include=[...])`` on the
+benchmarks/_ww_options.py) and in layerscope (``scan(..., include=[...])`` on the
 same module), and the fitted alpha of both is printed with the ratio of the times.
 """
 
