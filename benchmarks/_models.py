@@ -26,6 +26,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -237,6 +238,19 @@ def module_from_tensors(tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- WeightWatcher
 _SINK = io.StringIO()
+
+
+def one_block(quick: bool) -> LlamaShape:
+    """The quick shapes, or one block of the full ones."""
+    full = LLAMA_FULL
+    return LLAMA_QUICK if quick else LlamaShape(full.hidden, full.intermediate, 1, full.heads)
+
+
+def clock(fn: Any) -> tuple[float, Any]:
+    """(seconds, result) of ``fn()``."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ same module), and the fitted alpha of both is printed with the ratio of the time
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import torch
@@ -40,12 +39,6 @@ NAMES = [
 ]
 
 
-def _clock(fn: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=1, help="attention matrices (1-4)")
@@ -59,10 +52,10 @@ def main() -> int:
     print(f"{'option':<10} {'WeightWatcher':>14} {'layerscope':>11} {'ratio':>7}  alpha ww / ours")
     for label, (ww_opts, ls_opts) in OPTIONS.items():
         with quiet(), _ww_options.ww_powerlaw_package():
-            t_ww, ref = _clock(
+            t_ww, ref = _models.clock(
                 lambda o=ww_opts: ww.WeightWatcher(model=module).analyze(layers=ids, **o)
             )
-        t_ls, res = _clock(
+        t_ls, res = _models.clock(
             lambda o=ls_opts: layerscope.scan(module, include=names, precision="float64", **o)
         )
         alphas = ", ".join(

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -37,25 +35,19 @@ from layerscope import spectrum
 PARTS = ("original", "shuffle", "gram32", "eig32", "fits")
 
 
-def _clock(fn: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 def time_matrix(W: torch.Tensor, seed: int) -> dict[str, float]:
     """The parts of an "all" analysis of one matrix, in seconds (one thread)."""
     batch = (W if W.shape[0] >= W.shape[1] else W.mT).unsqueeze(0)
     N, M = batch.shape[1:]
     t: dict[str, float] = {}
-    t["original"], evals = _clock(lambda: spectrum.eigenvalues(batch, "auto"))
+    t["original"], evals = _models.clock(lambda: spectrum.eigenvalues(batch, "auto"))
     gen = torch.Generator().manual_seed(seed)
-    t["shuffle"], shuffled = _clock(lambda: spectrum.shuffle_entries(batch, gen))
-    t["gram32"], X = _clock(lambda: spectrum.gram(shuffled, torch.float32))
-    t["eig32"], lam = _clock(lambda: torch.linalg.eigvalsh(X, UPLO="U"))
+    t["shuffle"], shuffled = _models.clock(lambda: spectrum.shuffle_entries(batch, gen))
+    t["gram32"], X = _models.clock(lambda: spectrum.gram(shuffled, torch.float32))
+    t["eig32"], lam = _models.clock(lambda: torch.linalg.eigvalsh(X, UPLO="U"))
     rand = lam.double().reshape(-1).clamp_min(0).sort().values.numpy()
     spectra = registry.LayerSpectra(evals, N, M, rand, rand)
-    t["fits"], _ = _clock(lambda: registry.compute_row(spectra, registry.resolve("all")))
+    t["fits"], _ = _models.clock(lambda: registry.compute_row(spectra, registry.resolve("all")))
     return t
 
 
@@ -66,12 +58,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="the scan's parallel workers")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    full = _models.LLAMA_FULL
-    shape = (
-        _models.LLAMA_QUICK
-        if args.quick
-        else _models.LlamaShape(full.hidden, full.intermediate, 1, full.heads)
-    )
+    shape = _models.one_block(args.quick)
     tensors = _models.llama_tensors(shape)
     rows = []
     for seed, (name, W) in enumerate(tensors.items()):

@@ -15,8 +15,6 @@ above the MP edge, i.e. the top of this list.
 from __future__ import annotations
 
 import argparse
-import time
-from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg as sla
@@ -26,12 +24,6 @@ import _models
 from layerscope import spectrum
 
 
-def _clock(fn: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="hidden 1024 / intermediate 2816")
@@ -39,24 +31,21 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=32, help="top eigenvalues by Lanczos")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    full = _models.LLAMA_FULL
-    shape = (
-        _models.LLAMA_QUICK
-        if args.quick
-        else _models.LlamaShape(full.hidden, full.intermediate, 1, full.heads)
-    )
+    shape = _models.one_block(args.quick)
     W = _models.llama_tensors(shape)[f"model.layers.0.{args.matrix}.weight"]
     batch = (W if W.shape[0] >= W.shape[1] else W.mT).unsqueeze(0)
     gen = torch.Generator().manual_seed(0)
-    t_shuffle, shuffled = _clock(lambda: spectrum.shuffle_entries(batch, gen))
+    t_shuffle, shuffled = _models.clock(lambda: spectrum.shuffle_entries(batch, gen))
     Ws = shuffled[0].contiguous().numpy()
-    t_exact, lam = _clock(
+    t_exact, lam = _models.clock(
         lambda: torch.linalg.eigvalsh(spectrum.gram(shuffled, torch.float32), UPLO="U")
     )
     exact_top = np.sort(lam[0].double().numpy())[::-1][: args.k]
     M = Ws.shape[1]
     op = sla.LinearOperator((M, M), matvec=lambda v: Ws.T @ (Ws @ v), dtype=np.float32)
-    t_topk, top = _clock(lambda: sla.eigsh(op, k=args.k, which="LA", return_eigenvectors=False))
+    t_topk, top = _models.clock(
+        lambda: sla.eigsh(op, k=args.k, which="LA", return_eigenvectors=False)
+    )
     top = np.sort(top.astype(np.float64))[::-1]
     rel = float(np.max(np.abs(top - exact_top) / exact_top))
     print(f"{args.matrix} {tuple(W.shape)}, one thread")
