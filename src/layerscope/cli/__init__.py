@@ -21,6 +21,7 @@ from layerscope.cli.commands import (
     cmd_status,
     cmd_track,
 )
+from layerscope.cli.attribute import add_attribute_parser
 from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
 
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no messages")
     p.set_defaults(func=cmd_report)
     add_llc_parser(sub)
+    add_attribute_parser(sub)
     return parser
 
 
