@@ -13,6 +13,7 @@ from rich.markup import escape
 from layerscope import __version__
 from layerscope.adapters import SourceError
 from layerscope.cli._io import EXIT_USAGE, FORMATS, UserError
+from layerscope.cli.attribute import add_attribute_parser
 from layerscope.cli.commands import (
     cmd_compare,
     cmd_diff,
@@ -21,7 +22,6 @@ from layerscope.cli.commands import (
     cmd_status,
     cmd_track,
 )
-from layerscope.cli.attribute import add_attribute_parser
 from layerscope.cli.llc import add_llc_parser, add_track_llc_arguments
 
 

@@ -167,7 +167,9 @@ def _first_line(exc: BaseException) -> str:
 def load_base(path: str, device: str) -> nn.Module:
     """A ``transformers`` causal LM from a local directory, in eval mode."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # one bar: ours
     if not Path(path).is_dir():
         raise UserError(f"{path}: not a directory (expected a transformers model directory)")
     try:
