@@ -17,7 +17,7 @@ distribution for the first token of x, so by default tokens 2..n are scored — 
 positions of the Hugging Face causal-LM loss (``labels=input_ids``) — and the
 reference is scored on the same positions, so the two code lengths are comparable.
 With ``bos_token_id`` every sequence is prefixed with that token and all its n
-tokens are scored. The difference is at most log₂ V bits per sample (11 of 693 for
+tokens are scored. The difference is at most log₂ V bits per sample (11 of 704 for
 the paper's V = 2048, n = 64). We could not confirm from the paper which of the two
 its figures use.
 
