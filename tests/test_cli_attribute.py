@@ -54,9 +54,9 @@ def _run(*args: Any) -> int:
 def test_full_finetune_with_text_candidates_writes_json_and_csv(
     dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    js, csv = tmp_path / "ranked.json", tmp_path / "ranked.csv"
+    js, csv, page = tmp_path / "ranked.json", tmp_path / "ranked.csv", tmp_path / "r.html"
     args = (dirs["base"], dirs["tuned"], "--candidates", dirs["texts"], "--top", 4)
-    assert _run(*args, "--projection-dim", 512, "-o", js, "-o", csv) == 0
+    assert _run(*args, "--projection-dim", 512, "-o", js, "-o", csv, "--html", page) == 0
     data = json.loads(js.read_text())
     assert data["kind"] == "attribution" and data["schema_version"] == 1
     assert {row["id"] for row in data["selected"]} == {f"d{i}" for i in fx.TRUE}
@@ -65,6 +65,7 @@ def test_full_finetune_with_text_candidates_writes_json_and_csv(
     assert list(frame.columns) == ["rank", "index", "id", "alignment", "coverage"]
     assert set(frame["index"]) == set(fx.TRUE)
     assert "documents behind" in capsys.readouterr().out
+    assert fx.text(fx.documents()[fx.TRUE[0]])[:40] in page.read_text()
 
 
 def test_lora_adapter_with_token_id_candidates(

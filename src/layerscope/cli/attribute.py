@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from layerscope.cli._io import UserError, stdout, with_progress
+from layerscope.cli._io import UserError, check_html, html_report, stdout, with_progress
 
 if TYPE_CHECKING:
     import torch
@@ -73,6 +73,8 @@ def add_attribute_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         help="write results to FILE (.json: every candidate's alignment; .csv: the selection)",
     )
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    p.add_argument("--open", action="store_true", help="open the HTML page in a browser")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
     p.set_defaults(func=cmd_attribute)
     return p
@@ -225,6 +227,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     options = {"top": args.top, "projection_dim": args.projection_dim}
     options |= {"checkpoints": args.checkpoints, "seed": args.seed}
     AttributionOptions(**options)  # bad values fail before any loading
+    check_html(args.html)
     if args.max_length < 2:
         raise UserError(f"--max-length must be >= 2, got {args.max_length}")
     docs = read_candidates(args.candidates, args.text_field)
@@ -253,6 +256,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             result.to_json(path)
         else:
             result.to_csv(path)
+    html_report(args, lambda: _page(result, docs))
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
     elif args.format == "csv":
@@ -260,6 +264,16 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     elif not args.quiet:
         render(result, docs)
     return 0
+
+
+def _preview(content: Any) -> str:
+    return content if isinstance(content, str) else " ".join(map(str, content))
+
+
+def _page(result: AttributionResult, docs: list[tuple[str, Any]]) -> str:
+    from layerscope.report.html.attribution_view import attribution_html
+
+    return attribution_html(result, [_preview(content) for _, content in docs])
 
 
 def render(result: AttributionResult, docs: list[tuple[str, Any]]) -> None:
@@ -271,8 +285,7 @@ def render(result: AttributionResult, docs: list[tuple[str, Any]]) -> None:
     for column in ("rank", "id", "alignment", "coverage", "document"):
         table.add_column(column, justify="left" if column in ("id", "document") else "right")
     for row in result.to_frame().to_dict(orient="records"):
-        content = docs[int(row["index"])][1]
-        preview = content if isinstance(content, str) else " ".join(map(str, content))
+        preview = _preview(docs[int(row["index"])][1])
         table.add_row(
             str(row["rank"]),
             escape(str(row["id"])),
