@@ -201,7 +201,8 @@ def delta_from_lora(
     would weigh in a document's gradient norm; :func:`attribute` therefore scores the
     tangent part T(G) = U Uᵀ G + G V Vᵀ − U Uᵀ G V Vᵀ of every gradient G (the
     numerator ⟨G, Δ⟩ is unchanged, as T(Δ) = Δ). On the planted test case with r = 4
-    this recovered all 4 training documents where the raw gradients recovered 2–3.
+    (six settings of steps and targets) tangent parts recovered all 4 training
+    documents in 5 settings, raw gradients in 1 (docs/memorization.md).
     """
     params = _parameters(base)
     delta: dict[str, torch.Tensor] = {}
