@@ -202,7 +202,7 @@ def delta_from_lora(
     tangent part T(G) = U Uᵀ G + G V Vᵀ − U Uᵀ G V Vᵀ of every gradient G (the
     numerator ⟨G, Δ⟩ is unchanged, as T(Δ) = Δ). On the planted test case with r = 4
     (six settings of steps and targets) tangent parts recovered all 4 training
-    documents in 5 settings, raw gradients in 1 (docs/memorization.md).
+    documents in 5 settings, raw gradients in 2 (docs/memorization.md).
     """
     params = _parameters(base)
     delta: dict[str, torch.Tensor] = {}
