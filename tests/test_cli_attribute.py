@@ -104,6 +104,9 @@ def test_out_of_vocabulary_ids_and_bad_options_fail_before_work(
     bad.write_text(json.dumps({"id": "x", "input_ids": [1, 2, fx.V]}) + "\n")
     assert _run(dirs["base"], dirs["tuned"], "--candidates", bad) == 2
     assert "document x has token id 64, outside" in capsys.readouterr().err
+    bad.write_text(json.dumps({"id": "y", "input_ids": [1.5, 2]}) + "\n")
+    assert _run(dirs["base"], dirs["tuned"], "--candidates", bad) == 2
+    assert "document y: input_ids must be integers" in capsys.readouterr().err
     bad.write_text("{not json\n")
     assert _run(dirs["base"], dirs["tuned"], "--candidates", bad) == 2
     assert "line 1 is not JSON" in capsys.readouterr().err

@@ -58,7 +58,11 @@ def add_attribute_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random projection (0)")
     p.add_argument(
-        "--max-length", type=int, default=512, metavar="N", help="truncate documents to N tokens"
+        "--max-length",
+        type=int,
+        default=512,
+        metavar="N",
+        help="truncate documents to N tokens (512)",
     )
     p.add_argument("--text-field", default="text", help="JSON key of the text (default 'text')")
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"), help="where to run")
@@ -147,7 +151,13 @@ def tokenize(
         if isinstance(content, str) and tokenizer is None:
             raise UserError(f"{args.base} has no tokenizer: give 'input_ids' in {args.candidates}")
         tokens = tokenizer(content)["input_ids"] if isinstance(content, str) else content
-        ids = torch.as_tensor(tokens, dtype=torch.long)[: args.max_length]
+        try:
+            ids = torch.as_tensor(tokens)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{args.candidates}: document {doc_id}: bad input_ids ({exc})") from exc
+        if ids.dim() != 1 or ids.is_floating_point():
+            raise UserError(f"{args.candidates}: document {doc_id}: input_ids must be integers")
+        ids = ids.long()[: args.max_length]
         bad = ids[(ids < 0) | (ids >= vocab)]
         if bad.numel():
             raise UserError(
