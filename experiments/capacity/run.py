@@ -76,7 +76,7 @@ class Config:
 
     @property
     def heads(self) -> int:
-        """One head per 32 channels (GPT-2 small: 768 / 12 = 64; tiny widths keep ≥ 1)."""
+        """Heads of 32 channels each, at least one (a choice; GPT-2 small uses 64)."""
         return max(1, self.width // 32)
 
 
