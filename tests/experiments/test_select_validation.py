@@ -38,3 +38,14 @@ def test_ngram_overlap_counts_shared_ngrams() -> None:
 def test_precision_and_recall_at_k() -> None:
     got = val.precision_recall([5, 0, 1, 7, 2], {0, 1, 2, 3}, [2, 5])
     assert got == {"precision@2": 0.5, "recall@2": 0.25, "precision@5": 0.6, "recall@5": 0.75}
+
+
+def test_table_gives_mean_and_range_over_runs() -> None:
+    runs = [
+        {t: {"select": {m: v for m in val.METRICS}} for t in ("full", "lora")}
+        for v in (0.2, 0.4, 0.9)
+    ]
+    text = val.table(runs)
+    assert (
+        text.splitlines()[2] == "| full | select | " + " | ".join(["0.50 (0.20–0.90)"] * 3) + " |"
+    )
