@@ -54,7 +54,8 @@ def test_dash_o_is_out_everywhere() -> None:
                 assert action.metavar == "FILE", path
                 seen.append(path[0])
     assert sorted(seen) == [
-        "compare", "correlate", "diff", "llc", "plan", "prune", "report", "scan", "survey"
+        "attribute", "compare", "correlate", "diff", "llc", "plan", "prune", "report", "scan",
+        "survey",
     ]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from layerscope._version import __version__
 from layerscope.adapters import SourceError
 from layerscope.cli._io import EXIT_USAGE, FORMATS, UserError
+from layerscope.cli.attribute import add_attribute_parser
 from layerscope.cli.commands import (
     cmd_compare,
     cmd_diff,
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_llc_parser(sub)
     add_survey_parser(sub, _add_scan_options)
     add_control_parsers(sub)
+    add_attribute_parser(sub)
     return parser
 
 

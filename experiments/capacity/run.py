@@ -1,0 +1,196 @@
+"""Capacity of GPT-shaped models on uniformly random token sequences.
+
+Morris et al. (2025), "How much do language models memorize?" (arXiv 2505.24832):
+train a GPT-2-architecture model on N sequences of S tokens drawn uniformly from a
+vocabulary of V, so the data hold N·S·log₂V bits and nothing in them generalizes;
+the memorized bits Σₓ max(0, H_uniform(x) − H_θ(x)) (:mod:`layerscope.probes.memorization`)
+grow with N until the model's capacity is full, then plateau. The plateau divided by
+the parameter count is the capacity in bits per parameter (paper: ≈ 3.6; 3.51 in
+bfloat16, 3.83 in float32; models of 1–8 layers, width 32–512, V = 2048, S = 64).
+
+One CSV row per (model, N, seed): the model, the data's entropy over the scored
+tokens (tokens 2..S, see the probe's docstring), the memorized bits, bits/parameter,
+steps taken and whether training stopped on convergence. Training: AdamW (lr 1e-3,
+β = (0.9, 0.999), no weight decay, 100 warm-up steps), batches of up to 128 sequences
+drawn at random; every ``eval_every`` steps the memorized bits are measured and
+training stops once they grew by less than ``tol`` (relative) over the last
+evaluation window, or after ``max_steps``.
+
+    python -m experiments.capacity.run --layers 1 --width 32 --vocab 64 \\
+        --sizes 64,256,1024 --max-steps 4000 --out docs/memorization/capacity.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from layerscope.probes.memorization import count_parameters, memorized_bits
+
+COLUMNS = (
+    "layers",
+    "width",
+    "heads",
+    "vocab",
+    "seq_len",
+    "dtype",
+    "seed",
+    "params",
+    "samples",
+    "data_bits",
+    "memorized_bits",
+    "bits_per_param",
+    "fraction_of_data",
+    "steps",
+    "converged",
+    "final_loss",
+    "seconds",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run (one point of the sweep)."""
+
+    layers: int = 1
+    width: int = 32
+    vocab: int = 64
+    seq_len: int = 64
+    samples: int = 256
+    dtype: str = "float32"
+    lr: float = 1e-3
+    batch: int = 128
+    max_steps: int = 4000
+    eval_every: int = 500
+    tol: float = 0.005
+    seed: int = 0
+
+    @property
+    def heads(self) -> int:
+        """Heads of 32 channels each, at least one (a choice; GPT-2 small uses 64)."""
+        return max(1, self.width // 32)
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """A GPT-2 causal LM of the configured shape (tied embeddings, no dropout)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(cfg.seed)
+    config = GPT2Config(
+        vocab_size=cfg.vocab,
+        n_positions=cfg.seq_len,
+        n_embd=cfg.width,
+        n_layer=cfg.layers,
+        n_head=cfg.heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    model: nn.Module = GPT2LMHeadModel(config)
+    return model.to(getattr(torch, cfg.dtype))
+
+
+def random_data(cfg: Config) -> torch.Tensor:
+    """``samples`` × ``seq_len`` tokens, i.i.d. uniform over the vocabulary."""
+    gen = torch.Generator().manual_seed(10_000 + cfg.seed)
+    return torch.randint(0, cfg.vocab, (cfg.samples, cfg.seq_len), generator=gen)
+
+
+def _lr(step: int, base: float, warmup: int = 100) -> float:
+    return base * min(1.0, (step + 1) / warmup)
+
+
+def train(cfg: Config) -> dict[str, object]:
+    """Train to convergence (or ``max_steps``) and measure; one CSV row."""
+    start = time.perf_counter()
+    model, data = build_model(cfg), random_data(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[float] = []
+    loss = torch.tensor(math.nan)
+    step, converged = 0, False
+    while step < cfg.max_steps and not converged:
+        model.train()
+        for _ in range(min(cfg.eval_every, cfg.max_steps - step)):
+            idx = torch.randint(0, cfg.samples, (min(cfg.batch, cfg.samples),), generator=gen)
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, cfg.lr)
+            opt.zero_grad(set_to_none=True)
+            loss = model(data[idx], labels=data[idx]).loss
+            loss.backward()
+            opt.step()
+            step += 1
+        history.append(memorized_bits(model, data, batch_size=256).total_bits)
+        converged = len(history) >= 2 and history[-1] - history[-2] < cfg.tol * history[-1]
+    data_bits = cfg.samples * (cfg.seq_len - 1) * math.log2(cfg.vocab)
+    params = count_parameters(model)
+    row = {k: v for k, v in asdict(cfg).items() if k in COLUMNS}
+    return {
+        **row,
+        "heads": cfg.heads,
+        "params": params,
+        "data_bits": data_bits,
+        "memorized_bits": history[-1],
+        "bits_per_param": history[-1] / params,
+        "fraction_of_data": history[-1] / data_bits,
+        "steps": step,
+        "converged": converged,
+        "final_loss": float(loss.detach()),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = Config()
+    p.add_argument("--layers", type=_ints, default=[defaults.layers], help="e.g. 1,2,4")
+    p.add_argument("--width", type=_ints, default=[defaults.width], help="e.g. 32,64,128")
+    p.add_argument("--sizes", type=_ints, default=[defaults.samples], help="data-set sizes N")
+    p.add_argument("--seeds", type=_ints, default=[0], help="seeds (model init and data)")
+    for f in fields(Config):
+        if f.name not in ("layers", "width", "samples", "seed"):
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every (layers, width, size, seed) point; append one CSV row per point."""
+    args = parse(argv)
+    shared = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.out.exists()
+    with args.out.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        for layers in args.layers:
+            for width in args.width:
+                for samples in args.sizes:
+                    for seed in args.seeds:
+                        point = {"layers": layers, "width": width, "samples": samples}
+                        cfg = Config(**{**shared, **point, "seed": seed})
+                        row = train(cfg)
+                        writer.writerow(row)
+                        handle.flush()
+                        print(", ".join(f"{k}={row[k]}" for k in COLUMNS), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

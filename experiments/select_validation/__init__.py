@@ -1,0 +1,1 @@
+"""A first validation of ``layerscope attribute`` on Shakespeare passages."""

@@ -1,0 +1,39 @@
+"""The capacity experiment: its data are uniform, its CSV rows consistent, and a model
+far larger than its data memorizes nearly all of the data's entropy."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from experiments.capacity import run as cap
+
+
+def test_random_data_are_uniform_and_seeded() -> None:
+    cfg = cap.Config(vocab=8, seq_len=16, samples=500)
+    data = cap.random_data(cfg).numpy()
+    assert data.shape == (500, 16) and np.array_equal(data, cap.random_data(cfg).numpy())
+    counts = np.bincount(data.ravel(), minlength=8)
+    chi2 = ((counts - data.size / 8) ** 2 / (data.size / 8)).sum()
+    assert chi2 < 24.3  # χ²(7) 99.9 % quantile
+
+
+def test_small_data_are_memorized_and_the_csv_is_consistent(tmp_path: Path) -> None:
+    out = tmp_path / "cap.csv"
+    args = ["--vocab", "16", "--seq-len", "16", "--sizes", "4", "--lr", "0.01"]
+    args += ["--max-steps", "300", "--eval-every", "100", "--out", str(out)]
+    assert cap.main(args) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert list(pd.read_csv(out).columns) == list(cap.COLUMNS)
+    assert row["data_bits"] == pytest.approx(4 * 15 * math.log2(16))
+    d = 32  # GPT-2: token + position embeddings, 12d² + 13d per block, final LayerNorm 2d
+    assert row["params"] == 16 * d + 16 * d + (12 * d * d + 13 * d) + 2 * d
+    assert 0.9 * row["data_bits"] < row["memorized_bits"] <= row["data_bits"] + 1e-6
+    assert row["bits_per_param"] == pytest.approx(row["memorized_bits"] / row["params"])
