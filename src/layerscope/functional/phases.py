@@ -39,6 +39,8 @@ from layerscope.functional._time_windows import (
     window_median,
     window_starts,
 )
+from layerscope.functional.collapse import collapse_signature, model_log_norm, readiness
+from layerscope.functional.phase_rules import PhaseRules
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -49,67 +51,6 @@ CONVERGED = "converged"
 OVERFIT = "over-fitting"
 UNJUDGED = "cannot-judge"
 PHASES = (UNDER, LEARNING, CONVERGED, OVERFIT, UNJUDGED)
-
-
-@dataclass(frozen=True)
-class PhaseRules:
-    """Thresholds and time windows of the phase labels (factors of the training step).
-
-    The defaults were chosen on the lr 5×10⁻³ grokking runs of docs/grokking.md (3 seeds
-    per weight decay) and checked at several checkpoint cadences there.
-
-    Attributes:
-        alpha_over, alpha_under: HTSR band [2, 6].
-        smooth: medians over the scans at steps in [s/smooth, s] ...
-        alpha_scans: ... and, for α, over at least the last ``alpha_scans`` scans, so one
-            jumping tail fit never decides a label.
-        settle: most change of the smoothed α for ``converged``.
-        trap_scale: least trap scale (λ_max^shuffled − λ⁺)/λ⁺ of the collapse signature.
-        trap_growth: least growth factor of the smoothed trap scale since the comparison
-            scan (the trap is still growing).
-        growth: the comparison scan is the last one at a step ≤ s/growth.
-        sparse: the comparison scan must be at a step ≥ s/(growth·sparse); an older one
-            is too far back to say whether anything is growing *now* (``cannot-judge``).
-        norm_growth: least rise of the smoothed model weight norm log10 Σ_l ‖W_l‖_F²
-            since the comparison scan (the weights keep growing).
-        norm_new_high: also require it to exceed every smoothed value up to the
-            comparison scan.
-        persist: a new label is reported once it has held on ≥ 2 scans whose steps span
-            at least this factor.
-        jump: an α more than this factor away from the previous smoothed α is flagged as
-            a jump of the tail fit.
-    """
-
-    alpha_over: float = 2.0
-    alpha_under: float = 6.0
-    smooth: float = 1.25
-    alpha_scans: int = 3
-    settle: float = 0.3
-    trap_scale: float = 1.0
-    trap_growth: float = 1.1
-    growth: float = 2.0
-    sparse: float = 4.0
-    norm_growth: float = 0.0
-    norm_new_high: bool = True
-    persist: float = 1.1
-    jump: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.alpha_scans, int) or self.alpha_scans < 1:
-            raise ValueError(f"alpha_scans must be a positive integer, got {self.alpha_scans!r}")
-        if not 0 < self.alpha_over < self.alpha_under:
-            raise ValueError(
-                f"need 0 < alpha_over < alpha_under, got {self.alpha_over}, {self.alpha_under}"
-            )
-        for name in ("settle", "trap_scale"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("smooth", "trap_growth", "sparse", "persist"):
-            if not getattr(self, name) >= 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("growth", "jump"):
-            if not getattr(self, name) > 1:
-                raise ValueError(f"{name} must be > 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -151,21 +92,6 @@ class LayerTrajectory:
         return cls(s, np.asarray(alpha, dtype=np.float64), np.asarray(traps, dtype=np.float64))
 
 
-def model_log_norm(log_norms: Sequence[Sequence[float]] | FloatArray) -> FloatArray:
-    """log10 Σ_l ‖W_l‖_F² per step from the layers' ``log_norm`` = log10 ‖W_l‖_F².
-
-    ``log_norms[layer][t]``; the squared L2 norm of Golechha 2024 (arXiv 2405.12755) on a
-    log scale. NaN where any layer lacks a value.
-    """
-    x = np.asarray(log_norms, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ValueError(f"log_norms must be a 2-D array [layers, steps], got shape {x.shape}")
-    top = np.max(x, axis=0)
-    with np.errstate(invalid="ignore"):
-        total = top + np.log10(np.sum(10.0 ** (x - top), axis=0))
-    return np.asarray(total, dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class PhaseTrack:
     """Labels over scans: ``raw`` (instantaneous), ``phase`` (with hysteresis), ``since``
@@ -188,88 +114,6 @@ class PhaseTrack:
             if i == 0 or label != self.phase[i - 1]:
                 out.append((int(self.steps[i]), self.since[i], label))
         return out
-
-
-def readiness(
-    steps: IntArray, trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
-) -> list[str | None]:
-    """Per scan: why the collapse rule cannot judge it, or ``None`` when it can.
-
-    It can when the scan has a trap scale and a model norm, and an earlier scan exists at
-    a step in [s/(growth·sparse), s/growth] (a known state to compare with).
-    """
-    comp = comparison_index(steps, rules.growth)
-    out: list[str | None] = []
-    for t, c in enumerate(comp):
-        s = int(steps[t])
-        lo, hi = s / (rules.growth * rules.sparse), s / rules.growth
-        need = f"a scan between steps {lo:,.0f} and {hi:,.0f}"
-        if not np.isfinite(trap_scale[t]):
-            out.append("no correlation-trap metrics at this scan (scan with metrics='all')")
-        elif not np.isfinite(model_norm[t]):
-            out.append("no weight norm (log_norm) for every layer at this scan")
-        elif c < 0:
-            out.append(
-                f"{t + 1} scan(s) over steps {int(steps[0]):,}–{s:,}; the collapse rule "
-                f"compares step {s:,} with {need}, and none is that early yet"
-            )
-        elif steps[c] * rules.growth * rules.sparse < s:
-            out.append(
-                f"scans too sparse: the last scan before step {s:,} at or below half of it is "
-                f"at {int(steps[c]):,}; the collapse rule needs {need}"
-            )
-        else:
-            out.append(None)
-    return out
-
-
-def collapse_signature(
-    steps: IntArray, trap_scale: FloatArray, model_norm: FloatArray, rules: PhaseRules
-) -> list[str | None]:
-    """Per scan: why it shows the collapse signature, or ``None``.
-
-    With m(·) the median over the smoothing window, t0 the comparison scan (the last at a
-    step ≤ s/``growth``; see :func:`readiness`), the signature *starts* when
-
-        m(trap)(t) ≥ ``trap_scale``  and  m(trap)(t) ≥ ``trap_growth`` · m(trap)(t0)
-        and  m(norm)(t) − m(norm)(t0) > ``norm_growth``
-        and  m(norm)(t) ≥ max_{τ ≤ t0} m(norm)(τ)     (if ``norm_new_high``)
-
-    and *lasts* while m(trap)(t) ≥ ``trap_scale`` and m(norm)(t) − m(norm)(t0) >
-    ``norm_growth`` (a Schmitt trigger). A scan the rule cannot judge ends it.
-
-    A correlation trap (structure that survives shuffling) that is large *and still
-    growing while the model's weights grow to new highs*. Neither part alone separates
-    the runs of docs/grokking.md: with weight decay the traps grow large (and α falls
-    below 2) for a while after grokking, but the weight norm stays below its initial
-    value and no collapse follows; without it the norm grows throughout and the traps
-    with it.
-    """
-    starts_at = window_starts(steps, rules.smooth, 1)
-    trap = window_median(trap_scale, starts_at)
-    norm = window_median(model_norm, starts_at)
-    peaks = np.fmax.accumulate(norm)  # running maximum, NaN ignored
-    comp = comparison_index(steps, rules.growth)
-    ready = readiness(steps, trap_scale, model_norm, rules)
-    out: list[str | None] = []
-    active = False
-    for t, c in enumerate(comp):
-        if ready[t] is not None or not np.all(np.isfinite([trap[c], norm[c]])):
-            active = False
-            out.append(None)
-            continue
-        rose = norm[t] - norm[c]
-        lasts = trap[t] >= rules.trap_scale and rose > rules.norm_growth
-        peak = float(peaks[c]) if rules.norm_new_high else -np.inf
-        starts = lasts and trap[t] >= rules.trap_growth * trap[c] and norm[t] >= peak
-        active = lasts and (active or starts)
-        out.append(
-            f"trap scale {trap[t]:.2f} (from {trap[c]:.2f} at step {int(steps[c]):,}) while the "
-            f"model's log10 weight norm² rose {rose:+.3f}"
-            if active
-            else None
-        )
-    return out
 
 
 def alpha_jumps(alpha: FloatArray, smoothed: FloatArray, factor: float) -> list[bool]:

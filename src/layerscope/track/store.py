@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +41,7 @@ from layerscope.track._sql import (
     scalar,
     to_json,
 )
+from layerscope.track.alert import Alert
 
 if TYPE_CHECKING:
     import os
@@ -56,22 +56,6 @@ _NOT_STORED = frozenset({"layer_id", "param", "dtype", "num_slices", *_LAYER_COL
 _STEP_COLUMNS = ("step", "wall_time", "source", "status", "error", "elapsed_s", "fingerprint")
 
 RunRef = int | str
-
-
-@dataclass(frozen=True)
-class Alert:
-    """A warning about a run, with the evidence behind it (JSON-ready).
-
-    ``step`` is when it was raised (the first step the detector could know it, given the
-    scans so far); ``evidence_step`` is the step its evidence dates from (``None``: the
-    same, or not known).
-    """
-
-    step: int
-    level: str
-    message: str
-    evidence: Mapping[str, Any] = field(default_factory=dict)
-    evidence_step: int | None = None
 
 
 class RunStore:
