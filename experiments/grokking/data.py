@@ -1,4 +1,5 @@
-"""Datasets of the grokking experiment: scikit-learn's bundled digits, or a user's MNIST.
+"""Datasets of the grokking experiment: scikit-learn's bundled digits, MNIST-1D built
+locally, or a user's MNIST.
 
 The recipe (Prakash & Martin 2025, arXiv 2506.04434; docs/science.md §7) trains on 100 samples per class
 (1,000 in all), stratified and seeded; the rest of the data is the test set.
@@ -56,6 +57,24 @@ def digits(per_class: int = PER_CLASS, seed: int = 0) -> Split:
     train = stratified(y, per_class, seed)
     test = np.setdiff1d(np.arange(y.size), train)
     return Split("digits", x[train], y[train], x[test], y[test])
+
+
+def mnist1d(per_class: int = PER_CLASS, seed: int = 0, samples: int = 5000) -> Split:
+    """MNIST-1D (Greydanus 2020, arXiv 2011.14439), built locally by the ``mnist1d``
+    package's ``make_dataset`` (never its downloading ``get_dataset``): 40 features, 10
+    classes. ``per_class`` samples of each class from its training split, scaled to [0, 1]
+    by the training split's range; its test split is the test set."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = samples, 42
+    d = make_dataset(args)
+    xtr, xte = (np.asarray(d[k], dtype=np.float64) for k in ("x", "x_test"))
+    lo, hi = xtr.min(), xtr.max()
+    xtr, xte = (xtr - lo) / (hi - lo), (xte - lo) / (hi - lo)
+    ytr, yte = (np.asarray(d[k], dtype=np.int64) for k in ("y", "y_test"))
+    train = stratified(ytr, per_class, seed)
+    return Split("mnist1d", xtr[train], ytr[train], xte, yte)
 
 
 def mnist(path: str | Path, per_class: int = PER_CLASS, seed: int = 0) -> Split:

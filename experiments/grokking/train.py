@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from experiments.grokking.data import Split, digits, mnist
+from experiments.grokking.data import Split, digits, mnist, mnist1d
 from experiments.grokking.model import StackedMLP, reference_mlp
 from layerscope.track import Monitor, RunStore
 
@@ -209,6 +209,9 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--config", choices=sorted(CONFIGS), default="short")
     p.add_argument("--out", type=Path, default=None, help="output folder (runs.db, state.pt)")
     p.add_argument("--mnist", type=Path, default=None, help="MNIST .npz instead of digits")
+    p.add_argument(
+        "--data", choices=("digits", "mnist1d"), default="digits", help="bundled data set"
+    )
     p.add_argument("--steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--seeds", type=int, nargs="+", help="model seeds (overrides the config)")
     p.add_argument("--wd", type=float, nargs="+", help="weight decays (overrides the config)")
@@ -237,7 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    split = mnist(args.mnist) if args.mnist else digits(seed=cfg.data_seed)
+    if args.mnist:
+        split = mnist(args.mnist)
+    elif args.data == "mnist1d":
+        split = mnist1d(seed=cfg.data_seed)
+    else:
+        split = digits(seed=cfg.data_seed)
     out = args.out or Path("grokking-runs") / args.config
     db = train(cfg, split, out)
     print(f"run store: {db}")

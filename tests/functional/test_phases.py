@@ -265,3 +265,10 @@ def test_trajectory_and_signature_inputs_are_validated() -> None:
         layer_phases(LayerTrajectory.from_arrays([0, 1], [3.0, 3.0]), RULES, np.zeros(3))
     none = collapse_signature(STEPS, np.full(STEPS.size, np.nan), growing_norm(STEPS), RULES)
     assert set(none) == {None}
+
+
+def test_a_model_label_no_layer_has_is_explained_by_the_mix() -> None:
+    track = model_phases([0, 10], [[CONVERGED, CONVERGED], [UNDER, UNDER], [CONVERGED, LEARNING]])
+    assert track.raw == (LEARNING, LEARNING)
+    assert track.reason[0] == f"mixed: 2 {CONVERGED}, 1 {UNDER}"
+    assert track.reason[1] == f"layers 2: {LEARNING}"

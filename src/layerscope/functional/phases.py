@@ -263,7 +263,11 @@ def model_phases(
         label = model_label(at_t)
         raw.append(label)
         idx = [str(i) for i, x in enumerate(at_t) if x == label]
-        reasons.append(f"layers {', '.join(idx)}: {label}")
+        if idx:
+            reasons.append(f"layers {', '.join(idx)}: {label}")
+        else:  # e.g. learning, from a mix of converged and under-trained layers
+            counts = {x: at_t.count(x) for x in dict.fromkeys(at_t)}
+            reasons.append("mixed: " + ", ".join(f"{n} {x}" for x, n in counts.items()))
     phase, since, confirmed = debounce(raw, s.tolist(), rules.persist)
     return PhaseTrack(s, tuple(raw), tuple(phase), tuple(since), tuple(confirmed), tuple(reasons))
 

@@ -208,6 +208,8 @@ def _model_norm(frame: pd.DataFrame) -> pd.Series:
 
 def _name_layers(reason: str, names: list[str]) -> str:
     """Replace the layer indices of a model reason ("layers 0, 2: x") by layer names."""
+    if not reason.startswith("layers "):
+        return reason
     head, _, label = reason.partition(": ")
     idx = head.removeprefix("layers ").split(", ")
     return f"{', '.join(names[int(i)] for i in idx if i)}: {label}"
