@@ -1,8 +1,8 @@
 """Datasets of the grokking experiment: scikit-learn's bundled digits, MNIST-1D built
 locally, or a user's MNIST.
 
-The recipe (Prakash & Martin 2025, arXiv 2506.04434; docs/science.md §7) trains on 100 samples per class
-(1,000 in all), stratified and seeded; the rest of the data is the test set.
+The recipe (Prakash & Martin 2025, arXiv 2506.04434; docs/science.md §7) trains on 100
+samples per class (1,000 in all), stratified and seeded; the rest of the data is the test set.
 """
 
 from __future__ import annotations
