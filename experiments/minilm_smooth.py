@@ -7,7 +7,7 @@ layers (components kept by smooth, removed by sharpen), the cosine similarity of
 sentence embeddings to the dense model's (mean ± std over sentences, standard-library
 docstring sentences as in experiments/minilm_prune.py) and each tool's wall time.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python experiments/minilm_smooth.py --eval 100
+    PYTHONPATH=src:. OMP_NUM_THREADS=1 python experiments/minilm_smooth.py --eval 100
 """
 
 from __future__ import annotations
