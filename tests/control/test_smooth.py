@@ -211,5 +211,10 @@ def test_errors(mlp: torch.nn.Module, tmp_path: Path) -> None:
     bad.write_bytes(b"x")
     with pytest.raises(ValueError, match="cannot smooth this format"):
         smooth(bad, tmp_path / "o.npz")
+    channels_last = tmp_path / "tf.safetensors"
+    save_file({"conv.weight": torch.randn(3, 3, 16, 32)}, str(channels_last))
+    with pytest.raises(ValueError, match=r"conv.weight: channels-last"):
+        smooth(channels_last, tmp_path / "o.safetensors", rule="percent")
+    assert not (tmp_path / "o.safetensors").exists()
     assert main(["smooth", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o.pt")]) == 2
     assert not (tmp_path / "o.pt").exists()

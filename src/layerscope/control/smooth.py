@@ -121,6 +121,11 @@ def apply_ranks(
             continue
         t = state[name]
         slices = _slices(t)
+        if slices.shape[0] != r:  # the scan read it channels-last (k..., in, out)
+            raise ValueError(
+                f"{name}: channels-last conv weight {tuple(t.shape)} is not supported; "
+                "leave it out with --exclude"
+            )
         k_slice = min(smoothing.per_slice_rank(k, r), *slices.shape[1:])
         W = slices.detach().to(device="cpu", dtype=torch.float64).numpy()
         new = (
