@@ -15,6 +15,7 @@ import scipy.linalg
 import torch
 from safetensors.torch import load_file, save_file
 
+from layerscope import scan
 from layerscope.cli import main
 from layerscope.control.smooth import plan_ranks, smooth, smooth_module
 from layerscope.functional.smoothing import drop_top, keep_top, per_slice_rank, percent_rank
@@ -107,6 +108,24 @@ def test_smoothing_matches_weightwatcher(mlp: torch.nn.Module, rule: str) -> Non
         # the exact rank-k truncation is never further from W than the randomized one
         assert np.linalg.norm(W - got[name]) <= np.linalg.norm(W - want[name]) * (1 + 1e-6)
     assert all(np.array_equal(before[n], _weights(mlp)[n]) for n in before)  # input unchanged
+
+
+def test_auto_rule_matches_weightwatcher(mlp: torch.nn.Module) -> None:
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(copy.deepcopy(mlp), torch.nn.Linear(100, 1000))
+    torch.nn.init.normal_(net[1].weight)  # a Gaussian layer: MP bulk only, alpha ≈ 10
+    alphas = scan(net, metrics=("powerlaw",)).layers.set_index("name")["alpha"]
+    assert (alphas > 6).any() and (alphas < 6).any()  # both branches of the rule are used
+    theirs = copy.deepcopy(net)
+    _ww()(model=theirs).SVDSmoothing(model=theirs, method="auto")
+    ours = smooth_module(net, rule="auto")
+    mp, detx = plan_ranks(net, rule="mp"), plan_ranks(net, rule="detx")
+    ranks = plan_ranks(net, rule="auto")
+    for name in _weights(net):
+        assert ranks[name] == (mp if alphas[name] > 6 else detx)[name]
+        got, want = _weights(ours)[name], _weights(theirs)[name]
+        assert np.linalg.matrix_rank(got) == np.linalg.matrix_rank(want), name
+        assert np.linalg.norm(got - want) / np.linalg.norm(want) < 3e-2, name
 
 
 def test_conv_smoothing_matches_weightwatcher() -> None:

@@ -38,7 +38,8 @@ def add_smooth_parser(sub: Any) -> None:
         choices=tuple(RULES),
         default="detx",
         help="k for smooth: detx (ERG tail, default), pl (power-law tail), mp (spikes above "
-        "the MP edge), percent (--percent of the components)",
+        "the MP edge), percent (--percent of the components), auto (mp where alpha > 6, "
+        "else detx)",
     )
     p.add_argument(
         "--percent", type=float, default=0.8, help="fraction kept by --rule percent (0.8)"

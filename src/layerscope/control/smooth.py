@@ -8,7 +8,8 @@ Rules (the rank k is read from the scan column; a conv layer's slices keep ⌈k 
   - ``rule="detx"`` (WeightWatcher's default ``method=DETX``): k = ``detX_num``, the ERG tail;
   - ``rule="pl"`` (``method=LAMBDA_MIN``): k = ``num_pl_spikes``, the power-law tail λ ≥ xmin;
   - ``rule="mp"`` (``method=RMT``): k = ``num_spikes``, the eigenvalues above the MP edge;
-  - ``rule="percent"`` (``method=SVD``): k = ⌊percent · M · r⌋.
+  - ``rule="percent"`` (``method=SVD``): k = ⌊percent · M · r⌋;
+  - ``rule="auto"`` (``method=AUTO``): the ``mp`` rule where alpha > 6, else ``detx``.
 
   A layer whose rule gives k = 0 is left unchanged, as in WeightWatcher.
 * ``method="sharpen"`` removes the k = ``num_traps`` largest components (the correlation traps
@@ -38,14 +39,15 @@ from layerscope.results import atomic_write
 from layerscope.scan import scan
 
 METHODS = ("smooth", "sharpen")
-# rule -> (metric group, scan column with the rank k)
-RULES: dict[str, tuple[str, str] | None] = {
-    "detx": ("erg", "detX_num"),
-    "pl": ("powerlaw", "num_pl_spikes"),
-    "mp": ("mp", "num_spikes"),
-    "percent": None,
+# rule -> scan metric groups it reads (powerlaw always runs: the row's verdict needs alpha)
+RULES: dict[str, tuple[str, ...]] = {
+    "detx": ("erg",),
+    "pl": (),
+    "mp": ("mp",),
+    "percent": (),
+    "auto": ("mp", "erg"),
 }
-SHARPEN = ("traps", "num_traps")
+AUTO_ALPHA = 6.0  # WeightWatcher's method="auto": alpha above this -> the MP rule
 KINDS = ("linear", "embedding", "conv1d", "conv2d", "conv3d")
 
 
@@ -70,7 +72,8 @@ def plan_ranks(
     Args:
         source: anything :func:`layerscope.scan` reads (module, state dict, file, directory).
         method: ``smooth`` or ``sharpen``.
-        rule: the smoothing rule (``detx``, ``pl``, ``mp``, ``percent``); ignored by sharpen.
+        rule: the smoothing rule (``detx``, ``pl``, ``mp``, ``percent``, ``auto``); ignored
+            by sharpen.
         percent: fraction kept by ``rule="percent"``.
         **options: scan options (``include``, ``exclude``, ``kinds``, ``min_size``, ``seed``,
             ``device``...); ``metrics`` is set from the rule.
@@ -79,19 +82,22 @@ def plan_ranks(
         The selected parameters with their k (0 = unchanged) and r.
     """
     _check(method, rule, percent)
-    picked = SHARPEN if method == "sharpen" else RULES[rule]
-    metrics = ("powerlaw",) if picked is None else ("powerlaw", picked[0])
-    layers = scan(source, **{**options, "metrics": metrics}).layers
+    groups = ("traps",) if method == "sharpen" else RULES[rule]
+    layers = scan(source, **{**options, "metrics": ("powerlaw", *groups)}).layers
     ok = layers[(layers["status"] == "ok") & layers["kind"].isin(KINDS)]
     ok = ok[ok["name"] == ok["param"]]
     rows: list[Any] = list(ok.itertuples())
-    return {str(r.param): (_rank(r, picked, percent), int(r.num_slices)) for r in rows}
+    key = "traps" if method == "sharpen" else rule
+    return {str(r.param): (_rank(r, key, percent), int(r.num_slices)) for r in rows}
 
 
-def _rank(row: Any, picked: tuple[str, str] | None, percent: float) -> int:
-    if picked is None:
+def _rank(row: Any, rule: str, percent: float) -> int:
+    if rule == "percent":
         return smoothing.percent_rank(percent, int(row.M), int(row.num_slices))
-    value = getattr(row, picked[1])
+    if rule == "auto":
+        rule = "mp" if row.alpha > AUTO_ALPHA else "detx"
+    column = {"detx": "detX_num", "pl": "num_pl_spikes", "mp": "num_spikes"}.get(rule, "num_traps")
+    value = getattr(row, column)
     return int(value) if pd.notna(value) else 0
 
 
