@@ -4,6 +4,7 @@ per-layer learning rates (TempBalance)."""
 from layerscope.control.apply import prune
 from layerscope.control.plan import PlanOptions, PrunePlan, allocate, prune_plan
 from layerscope.control.prune import prune_module
+from layerscope.control.smooth import smooth, smooth_module
 from layerscope.control.tempbalance import (
     TempBalance,
     hf_callback,
@@ -22,4 +23,6 @@ __all__ = [
     "prune",
     "prune_module",
     "prune_plan",
+    "smooth",
+    "smooth_module",
 ]
