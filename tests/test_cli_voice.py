@@ -55,7 +55,7 @@ def test_dash_o_is_out_everywhere() -> None:
                 seen.append(path[0])
     assert sorted(seen) == [
         "attribute", "compare", "correlate", "diff", "llc", "plan", "prune", "report", "scan",
-        "survey",
+        "smooth", "survey",
     ]  # fmt: skip
 
 
