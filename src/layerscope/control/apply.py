@@ -45,7 +45,7 @@ def load_hf(directory: Path) -> torch.nn.Module:
     return model
 
 
-def _write_dir(out: Path, fill: Any) -> None:
+def write_dir(out: Path, fill: Any) -> None:
     """Build a directory in a temp sibling, then rename it to ``out`` (which must not exist)."""
     if out.exists():
         raise ValueError(f"{out}: already exists; remove it or choose another output")
@@ -59,7 +59,9 @@ def _write_dir(out: Path, fill: Any) -> None:
         raise
 
 
-def _copy_non_weights(src: Path, dst: Path) -> None:
+def copy_non_weights(src: Path, dst: Path) -> None:
+    """Copy everything of a model directory but its weights and config (tokenizer files,
+    sentence-transformers modules...) into ``dst``."""
     for entry in src.iterdir():
         if entry.name == "config.json" or entry.name.endswith(_WEIGHT_FILES):
             continue
@@ -84,10 +86,10 @@ def prune_hf_dir(
     achieved = pruning.prune_module(model, sparsities, method, calibration, sequential=sequential)
 
     def fill(tmp: Path) -> None:
-        _copy_non_weights(src, tmp)
+        copy_non_weights(src, tmp)
         model.save_pretrained(tmp)  # type: ignore[operator]
 
-    _write_dir(out, fill)
+    write_dir(out, fill)
     return achieved
 
 

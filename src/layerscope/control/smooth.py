@@ -208,10 +208,10 @@ def smooth(
         done = _smooth_in_place(model, method, rule, percent, dict(options))
 
         def fill(tmp: Path) -> None:
-            apply._copy_non_weights(src, tmp)
+            apply.copy_non_weights(src, tmp)
             model.save_pretrained(tmp)  # type: ignore[operator]
 
-        apply._write_dir(dst, fill)
+        apply.write_dir(dst, fill)
         return done
     if src.is_dir():
         raise ValueError(f"{src}: a directory without config.json; give a weights file")
