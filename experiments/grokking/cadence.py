@@ -83,7 +83,7 @@ def load(path: Path) -> list[tuple[str, pd.DataFrame, pd.Series]]:
             scalars = store.scalar_history(run).set_index("step")
             history = store.layer_history(run, METRICS)
             acc = scalars["test_acc"].dropna().reindex(history["step"].unique()).dropna()
-            out.append((str(run), history, acc))
+            out.append((f"{path.parent.name}/{run}", history, acc))  # run names repeat per lr
     return out
 
 
