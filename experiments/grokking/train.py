@@ -52,6 +52,7 @@ class Config:
     batch: int = 200
     data_seed: int = 0
     detector: bool = True
+    hidden_layers: int = 2
 
 
 CONFIGS = {
@@ -69,7 +70,7 @@ class Trainer:
         self.cfg = cfg
         self.split = split
         self.runs = [(s, wd) for wd in cfg.weight_decays for s in cfg.seeds]
-        sizes = [split.num_features, HIDDEN, HIDDEN, NUM_CLASSES]
+        sizes = [split.num_features, *[HIDDEN] * cfg.hidden_layers, NUM_CLASSES]
         self.model = StackedMLP([reference_mlp(sizes, seed) for seed, _ in self.runs])
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0
@@ -221,6 +222,9 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--lr", type=float, help="learning rate (default 5e-3)")
     p.add_argument("--scan-every", type=int, help="steps between layer scans")
     p.add_argument("--eval-every", type=int, help="steps between accuracy evaluations")
+    p.add_argument(
+        "--hidden-layers", type=int, help="hidden layers of width 200 (default 2, the recipe's)"
+    )
     p.add_argument("--no-detector", action="store_true", help="do not attach the phase detector")
     args = p.parse_args(argv)
     cfg = CONFIGS[args.config]
@@ -232,6 +236,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         "scan_every": args.scan_every,
         "eval_every": args.eval_every,
         "detector": False if args.no_detector else None,
+        "hidden_layers": args.hidden_layers,
     }
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if cfg.scan_every % cfg.eval_every or cfg.checkpoint_every % cfg.eval_every:
