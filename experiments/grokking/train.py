@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,18 +67,23 @@ CONFIGS = {
 class Trainer:
     """The stacked models, their optimizer and batch order; ``run`` trains and monitors."""
 
-    def __init__(self, cfg: Config, split: Split) -> None:
+    def __init__(self, cfg: Config, split: Split, device: str = "cpu") -> None:
         self.cfg = cfg
         self.split = split
+        self.device = torch.device(device)
         self.runs = [(s, wd) for wd in cfg.weight_decays for s in cfg.seeds]
         sizes = [split.num_features, *[HIDDEN] * cfg.hidden_layers, NUM_CLASSES]
-        self.model = StackedMLP([reference_mlp(sizes, seed) for seed, _ in self.runs])
+        # the stack trains on `device`; `mirror` is a CPU copy the monitors read (the same
+        # object on a CPU run), refreshed before each monitor step
+        self.mirror = StackedMLP([reference_mlp(sizes, seed) for seed, _ in self.runs])
+        self.model = self.mirror if device == "cpu" else deepcopy(self.mirror).to(device)
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0
         )
-        self.wd = torch.tensor([wd for _, wd in self.runs], dtype=torch.float64)
-        self.x = torch.from_numpy(split.x_train)
-        self.y = torch.nn.functional.one_hot(torch.from_numpy(split.y_train), NUM_CLASSES).double()
+        self.wd = torch.tensor([wd for _, wd in self.runs], dtype=torch.float64, device=device)
+        self.x = torch.from_numpy(split.x_train).to(device)
+        labels = torch.from_numpy(split.y_train)
+        self.y = torch.nn.functional.one_hot(labels, NUM_CLASSES).double().to(device)
         self.gens = {s: torch.Generator().manual_seed(s) for s in cfg.seeds}
         self.order = torch.empty(0, dtype=torch.long)
         self.step = 0
@@ -90,7 +96,7 @@ class Trainer:
         if pos == 0 or self.order.numel() == 0:
             perms = {s: torch.randperm(n, generator=g) for s, g in self.gens.items()}
             self.order = torch.stack([perms[s] for s, _ in self.runs])
-        return self.order[:, pos * b : (pos + 1) * b]
+        return self.order[:, pos * b : (pos + 1) * b].to(self.device)
 
     def train_step(self) -> float:
         """One AdamW update of every model; returns the summed loss."""
@@ -111,15 +117,23 @@ class Trainer:
         sets = {"train": (self.split.x_train, self.split.y_train)}
         sets["test"] = (self.split.x_test, self.split.y_test)
         for name, (x, y) in sets.items():
-            xs = torch.from_numpy(x).expand(len(self.runs), -1, -1)
+            xs = torch.from_numpy(x).to(self.device).expand(len(self.runs), -1, -1)
             pred = self.model(xs)
-            target = torch.nn.functional.one_hot(torch.from_numpy(y), NUM_CLASSES).double()
-            acc = (pred.argmax(-1) == torch.from_numpy(y)).double().mean(-1)
+            labels = torch.from_numpy(y).to(self.device)
+            target = torch.nn.functional.one_hot(labels, NUM_CLASSES).double()
+            acc = (pred.argmax(-1) == labels).double().mean(-1)
             mse = ((pred - target) ** 2).mean(dim=(1, 2))
             for k in range(len(self.runs)):
                 out[k][f"{name}_acc"] = float(acc[k])
                 out[k][f"{name}_loss"] = float(mse[k])
         return out
+
+    @torch.no_grad()
+    def sync_mirror(self) -> None:
+        """Copy the trained stack into the CPU mirror the monitors read (no-op on CPU)."""
+        if self.mirror is not self.model:
+            for name, value in self.model.named_parameters():
+                getattr(self.mirror, name).copy_(value)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -167,7 +181,7 @@ def monitors(trainer: Trainer, store: RunStore) -> list[Monitor]:
         meta = {"dataset": trainer.split.name, "seed": seed, "weight_decay": wd, "lr": cfg.lr}
         out.append(
             Monitor(
-                trainer.model.view(k),
+                trainer.mirror.view(k),
                 every=cfg.scan_every,
                 run=run_name(trainer.split, seed, wd),
                 store=store,
@@ -181,18 +195,19 @@ def monitors(trainer: Trainer, store: RunStore) -> list[Monitor]:
     return out
 
 
-def train(cfg: Config, split: Split, out: Path) -> Path:
+def train(cfg: Config, split: Split, out: Path, device: str = "cpu") -> Path:
     """Train (resuming from ``out/state.pt`` when present); return the store's path."""
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, split)
+    trainer = Trainer(cfg, split, device)
     state_path = out / "state.pt"
     if state_path.exists():
-        trainer.load(torch.load(state_path, weights_only=False))
+        trainer.load(torch.load(state_path, weights_only=False, map_location="cpu"))
         log.info("resumed at step %d", trainer.step)
     with RunStore(out / "runs.db") as store:
         mons = monitors(trainer, store)
         while True:
             if trainer.step % cfg.eval_every == 0:
+                trainer.sync_mirror()
                 for mon, scalars in zip(mons, trainer.evaluate(), strict=True):
                     mon.step(trainer.step, **scalars)
             if trainer.step % cfg.checkpoint_every == 0:
@@ -225,6 +240,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--hidden-layers", type=int, help="hidden layers of width 200 (default 2, the recipe's)"
     )
+    p.add_argument("--device", default="cpu", help="where the stack trains (cpu, cuda)")
     p.add_argument("--no-detector", action="store_true", help="do not attach the phase detector")
     args = p.parse_args(argv)
     cfg = CONFIGS[args.config]
@@ -257,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         split = digits(seed=cfg.data_seed)
     out = args.out or Path("grokking-runs") / args.config
-    db = train(cfg, split, out)
+    db = train(cfg, split, out, args.device)
     print(f"run store: {db}")
     return 0
 
