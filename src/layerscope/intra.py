@@ -27,11 +27,12 @@ Matrix = tuple[LayerWeights, MatrixPlan, np.ndarray[Any, Any] | None]
 
 
 def _matrices(work: list[tuple[LayerWeights, list[MatrixPlan]]]) -> Iterator[Matrix]:
-    """Every planned matrix in order, loaded as float64 (``None``: not a single matrix)."""
+    """Every planned matrix in order, as float64 (``None``: not one channel-mixing matrix)."""
     for layer, plans in work:
         tensor = layer.load()
         for plan in plans:
-            single = plan.num_slices == 1 and plan.reading is None
+            # A depthwise kernel mixes no channels; a conv with kernel positions is several.
+            single = plan.num_slices == 1 and plan.reading is None and "depthwise" not in plan.kind
             W = plan.extract(tensor)[0].detach().to(torch.float64).numpy() if single else None
             yield layer, plan, W
 
@@ -46,7 +47,8 @@ def _skip(a: Matrix, b: Matrix) -> tuple[str, str, str] | None:
     (_, pa, W0), (_, pb, W1) = a, b
     name = f"{pa.name} x {pb.name}"
     if W0 is None or W1 is None:
-        return name, "", "intra: a conv kernel is several matrices, not one"
+        what = pa if W0 is None else pb
+        return name, "", f"intra: {what.name} ({what.kind}) is not one channel-mixing matrix"
     if intra.align(W0, W1) is None:
         return name, f"{W0.shape} x {W1.shape}", "intra: no shared dimension"
     return None

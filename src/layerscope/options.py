@@ -109,6 +109,8 @@ class CompareOptions(ScanOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.intra or self.conv2d_fft is not None or self.depthwise != "matrix":
+            raise ValueError("compare supports neither intra, conv2d_fft nor depthwise='slices'")
         if not 0.0 <= self.untouched_tol < 1.0:
             raise ValueError(f"untouched_tol must be in [0, 1), got {self.untouched_tol}")
         if not 0.0 <= self.duplicate_tol < 1.0:

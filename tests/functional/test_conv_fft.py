@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.nn import functional as F
+from torch.nn import functional
 
 from layerscope.functional import conv_fft
 from reference._compare import assert_close
@@ -19,11 +19,11 @@ from reference._compare import assert_close
 
 def _operator(kernel: np.ndarray, n: int, groups: int = 1) -> np.ndarray:
     """The (out·n²) × (in·n²) matrix of the circular convolution on n×n inputs."""
-    out, per_group, kh, kw = kernel.shape
+    _, per_group, kh, kw = kernel.shape
     inp = per_group * groups
     eye = torch.eye(inp * n * n, dtype=torch.float64).reshape(-1, inp, n, n)
-    padded = F.pad(eye, (0, kw - 1, 0, kh - 1), mode="circular")
-    cols = F.conv2d(padded, torch.from_numpy(kernel), groups=groups)
+    padded = functional.pad(eye, (0, kw - 1, 0, kh - 1), mode="circular")
+    cols = functional.conv2d(padded, torch.from_numpy(kernel), groups=groups)
     return cols.reshape(inp * n * n, -1).T.numpy()
 
 

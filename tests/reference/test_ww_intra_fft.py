@@ -19,6 +19,7 @@ small MLP trained in the test, and the real MiniLM (first encoder block).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ def mlp() -> nn.Module:
     torch.manual_seed(1)
     sizes = [48, 128, 96, 64, 32, 24]
     layers: list[nn.Module] = []
-    for a, b in zip(sizes, sizes[1:], strict=False):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*layers[:-1])
     x = torch.randn(256, 48, generator=gen)
@@ -167,7 +168,7 @@ def test_sparsified_intra_reproduces_weightwatcher(mlp: nn.Module) -> None:
     np.random.seed(seed)
     try:
         rows = []
-        for W0, W1 in zip(weights, weights[1:], strict=False):
+        for W0, W1 in itertools.pairwise(weights):
             k = intra.shared_dim(W0.shape, W1.shape)
             assert k is not None
             mask = np.random.randint(2, size=k * k).reshape(k, k)
