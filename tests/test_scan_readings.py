@@ -134,3 +134,19 @@ def test_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert {row["kind"] for row in layers} >= {"conv2d-fft", "linear"}
     assert main(["scan", str(model_file), "--intra", "--all", "-q"]) == 2
     assert "intra=True does not support" in capsys.readouterr().err
+
+
+def test_intra_chain_leaves_out_small_and_corrupt_matrices() -> None:
+    """Like WeightWatcher's min_evals, a 2-row matrix does not break the chain."""
+    gen = torch.Generator().manual_seed(2)
+    state = {
+        "a.weight": torch.randn(20, 12, generator=gen),
+        "tiny.weight": torch.randn(2, 20, generator=gen),
+        "b.weight": torch.randn(16, 20, generator=gen),
+        "c.weight": torch.full((9, 16), float("nan")),
+    }
+    res = layerscope.scan(state, intra=True)
+    layers = res.layers.set_index("name")
+    assert list(layers.index) == ["a.weight x b.weight", "b.weight x c.weight"]
+    assert layers.loc["b.weight x c.weight", "status"] == "non-finite values (NaN/Inf)"
+    assert "too small" in res.skipped.set_index("name")["reason"]["tiny.weight"]

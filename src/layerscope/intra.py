@@ -3,8 +3,10 @@
 The pairs follow the source's order, after the ``include``/``exclude``/``kinds`` selection:
 module order for an ``nn.Module`` (the forward order of a sequential model), file order
 for files (Hugging Face safetensors are usually sorted by name, which is not the forward
-order: pass the module when the order matters). Each tensor is loaded once. See
-:mod:`layerscope.functional.intra` for the product and its ESD.
+order: pass the module when the order matters). Matrices with fewer than ``MIN_EVALS``
+eigenvalues are left out of the chain, as WeightWatcher leaves out layers below its
+``min_evals``. Each tensor is loaded once; pairs run one after another (``jobs`` is not
+used). See :mod:`layerscope.functional.intra` for the product and its ESD.
 """
 
 from __future__ import annotations
@@ -20,35 +22,56 @@ from layerscope import spectrum
 from layerscope.adapters import LayerWeights
 from layerscope.analysis import Analyser
 from layerscope.functional import intra
-from layerscope.matrices import MatrixPlan
+from layerscope.matrices import MIN_EVALS, MatrixPlan
 
 Row = tuple[dict[str, Any], registry.LayerSpectra | None]
-Matrix = tuple[LayerWeights, MatrixPlan, np.ndarray[Any, Any] | None]
+Skip = tuple[str, str, str]
+# A planned matrix and either its values (float64) or why it cannot be one side of a pair.
+Matrix = tuple[LayerWeights, MatrixPlan, np.ndarray[Any, Any] | str]
+Work = list[tuple[LayerWeights, list[MatrixPlan]]]
 
 
-def _matrices(work: list[tuple[LayerWeights, list[MatrixPlan]]]) -> Iterator[Matrix]:
-    """Every planned matrix in order, as float64 (``None``: not one channel-mixing matrix)."""
+def _chain(work: Work, skipped: list[Skip]) -> Work:
+    """``work`` without the matrices too small to analyse (listed in ``skipped``)."""
+    out: Work = []
     for layer, plans in work:
-        tensor = layer.load()
+        keep = [p for p in plans if p.M * p.num_slices >= MIN_EVALS]
+        for p in plans:
+            if p not in keep:
+                reason = f"intra: too small: {p.M * p.num_slices} eigenvalues < {MIN_EVALS}"
+                skipped.append((p.name, str((p.N, p.M)), reason))
+        if keep:
+            out.append((layer, keep))
+    return out
+
+
+def _load(layer: LayerWeights) -> torch.Tensor | str:
+    try:
+        return layer.load()
+    except (ValueError, RuntimeError, OSError) as exc:
+        return f"corrupt tensor: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+def _matrices(work: Work) -> Iterator[Matrix]:
+    """Every planned matrix in order, as float64, or why it is not one channel-mixing matrix."""
+    for layer, plans in work:
+        tensor = _load(layer)
         for plan in plans:
             # A depthwise kernel mixes no channels; a conv with kernel positions is several.
-            single = plan.num_slices == 1 and plan.reading is None and "depthwise" not in plan.kind
-            W = plan.extract(tensor)[0].detach().to(torch.float64).numpy() if single else None
-            yield layer, plan, W
+            if plan.num_slices != 1 or plan.reading is not None or "depthwise" in plan.kind:
+                yield layer, plan, f"{plan.name} ({plan.kind}) is not one channel-mixing matrix"
+            elif isinstance(tensor, str):
+                yield layer, plan, f"{plan.name}: {tensor}"
+            else:
+                yield layer, plan, plan.extract(tensor)[0].detach().to(torch.float64).numpy()
 
 
-def pair_count(work: list[tuple[LayerWeights, list[MatrixPlan]]]) -> int:
-    """Number of consecutive pairs (rows or skipped entries) ``intra_rows`` will produce."""
-    return max(0, sum(len(plans) for _, plans in work) - 1)
-
-
-def _skip(a: Matrix, b: Matrix) -> tuple[str, str, str] | None:
+def _skip(a: Matrix, b: Matrix) -> Skip | None:
     """A skipped entry (name, shapes, reason) for a pair without a product, else ``None``."""
     (_, pa, W0), (_, pb, W1) = a, b
     name = f"{pa.name} x {pb.name}"
-    if W0 is None or W1 is None:
-        what = pa if W0 is None else pb
-        return name, "", f"intra: {what.name} ({what.kind}) is not one channel-mixing matrix"
+    if isinstance(W0, str) or isinstance(W1, str):
+        return name, "", f"intra: {W0 if isinstance(W0, str) else W1}"
     if intra.align(W0, W1) is None:
         return name, f"{W0.shape} x {W1.shape}", "intra: no shared dimension"
     return None
@@ -57,7 +80,7 @@ def _skip(a: Matrix, b: Matrix) -> tuple[str, str, str] | None:
 def _pair_row(analyser: Analyser, a: Matrix, b: Matrix) -> Row:
     """The metrics row of a pair that has a product (see :func:`_skip`)."""
     (_, pa, W0), (lb, pb, W1) = a, b
-    assert W0 is not None and W1 is not None  # checked by _skip
+    assert not isinstance(W0, str) and not isinstance(W1, str)  # checked by _skip
     X = intra.product(W0, W1)
     assert X is not None  # checked by _skip
     N, M = max(X.shape), min(X.shape)
@@ -70,7 +93,10 @@ def _pair_row(analyser: Analyser, a: Matrix, b: Matrix) -> Row:
         "param": pb.param,
         "dtype": lb.dtype,
     }
-    evals = spectrum.eigenvalues(torch.from_numpy(X), "float64", analyser.device)
+    try:
+        evals = spectrum.eigenvalues(torch.from_numpy(X), "float64", analyser.device)
+    except spectrum.NonFiniteError as exc:
+        return {**ident, "status": str(exc)}, None
     sv = intra.singular_values(evals, intra.num_components(W0.shape, W1.shape))
     if not sv.any():
         return {**ident, "status": "all zeros"}, None
@@ -79,14 +105,16 @@ def _pair_row(analyser: Analyser, a: Matrix, b: Matrix) -> Row:
     return {**ident, **row}, spectra
 
 
-def intra_rows(
-    work: list[tuple[LayerWeights, list[MatrixPlan]]],
-    analyser: Analyser,
-    skipped: list[tuple[str, str, str]],
-) -> Iterator[list[Row]]:
+def pair_count(work: Work) -> int:
+    """Number of consecutive pairs: an upper bound on the rows (some pairs are skipped)."""
+    sizes = [p.M * p.num_slices for _, plans in work for p in plans]
+    return max(0, sum(size >= MIN_EVALS for size in sizes) - 1)
+
+
+def intra_rows(work: Work, analyser: Analyser, skipped: list[Skip]) -> Iterator[list[Row]]:
     """Yield the row of each pair that has a product; append the others to ``skipped``."""
     previous: Matrix | None = None
-    for current in _matrices(work):
+    for current in _matrices(_chain(work, skipped)):
         if previous is not None:
             skip = _skip(previous, current)
             if skip is None:
