@@ -21,8 +21,9 @@ Treatments (docs/science.md §1; WeightWatcher 0.7.7 ``conv2D_Wmats``/``apply_no
 * ``conv2d_fft``: a Conv2d kernel is read as the convolution operator on n×n inputs
   through the FFT of the kernel (``"operator"``, Sedghi et al. 2019) or as
   WeightWatcher 0.7.7 reads it (``"weightwatcher"``); see
-  :mod:`layerscope.functional.conv_fft`. Under ``"operator"`` a depthwise kernel is
-  read as the depthwise (grouped) operator, one 1×1 block per channel and frequency.
+  :mod:`layerscope.functional.conv_fft`. Under ``"operator"`` depthwise kernels keep
+  their depthwise reading (their operator has 1×1 blocks, no Marchenko-Pastur bulk);
+  ``"weightwatcher"`` applies to them as in WeightWatcher.
 * Fused attention projections are split into Q, K, V where the layout is known:
   ``nn.MultiheadAttention.in_proj_weight`` and ``Wqkv``/``qkv``/``qkv_proj``
   ((q+k+v) × d, sizes from the config for grouped-query attention), GPT-2
@@ -271,7 +272,6 @@ def _conv_kernel(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 _FFT_READINGS: dict[str, Callable[[NDArray[Any], int], NDArray[np.float64]]] = {
     "operator": conv_fft.operator_eigenvalues,
-    "depthwise": conv_fft.depthwise_operator_eigenvalues,
     "weightwatcher": conv_fft.weightwatcher_eigenvalues,
 }
 
@@ -285,16 +285,11 @@ def _plan_fft(
 ) -> MatrixPlan:
     """A Conv2d kernel read through its FFT (``readings.conv2d_fft``)."""
     method, n = readings.conv2d_fft or "operator", readings.fft_size
-    depthwise = inp == 1 and method == "operator"
-    # pooled matrices: the n² frequency matrices (operator; out·n² 1×1 blocks for a
-    # depthwise kernel) or the out·in n×n grids (WeightWatcher)
+    # pooled matrices: the n² frequency matrices (operator) or the out·in n×n grids (WW)
     slices = n * n if method == "operator" else out * inp
-    shape = (out, inp)
-    if depthwise:
-        method, shape, slices = "depthwise", (1, 1), out * n * n
     kind = "conv2d-depthwise-fft" if inp == 1 else "conv2d-fft"
     extract = partial(_conv_kernel, channels_last=channels_last)
-    plan = _plan_slices(layer, kind, shape, slices, 1.0, extract)
+    plan = _plan_slices(layer, kind, (out, inp), slices, 1.0, extract)
     return dataclasses.replace(plan, reading=partial(_fft_reading, method=method, n=n))
 
 
@@ -307,9 +302,15 @@ def _plan_conv(layer: LayerWeights, readings: Readings) -> list[MatrixPlan]:
         positions *= k
     kind = {3: "conv1d", 4: "conv2d"}.get(len(shape), "conv3d")
     extract = partial(_conv_slices, channels_last=channels_last)
-    if kind == "conv2d" and readings.conv2d_fft is not None:
+    depthwise = inp == 1 and not channels_last and positions > 1
+    # The operator of a depthwise conv has 1×1 blocks |K̂_c(u, v)|²: no Marchenko-Pastur
+    # bulk, so spikes and traps would be spurious; it keeps its depthwise reading.
+    fft = readings.conv2d_fft is not None and (
+        readings.conv2d_fft == "weightwatcher" or not depthwise
+    )
+    if kind == "conv2d" and fft:
         return [_plan_fft(layer, out, inp, channels_last, readings)]
-    if inp == 1 and not channels_last and positions > 1:
+    if depthwise:
         if readings.depthwise == "slices":  # WeightWatcher: kh·kw one-column matrices
             return [
                 _plan_slices(

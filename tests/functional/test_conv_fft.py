@@ -1,6 +1,6 @@
 """FFT readings of a convolution kernel against the operator written out as a matrix.
 
-Reference for ``operator_eigenvalues``/``depthwise_operator_eigenvalues``: the linear map
+Reference for ``operator_eigenvalues``: the linear map
 x ↦ conv2d(x) on n×n inputs with circular padding, built column by column with
 ``torch.nn.functional.conv2d`` and decomposed by a dense SVD. The WeightWatcher reading
 is checked against WeightWatcher 0.7.7 itself in tests/reference/test_ww_intra_fft.py.
@@ -17,13 +17,12 @@ from layerscope.functional import conv_fft
 from reference._compare import assert_close
 
 
-def _operator(kernel: np.ndarray, n: int, groups: int = 1) -> np.ndarray:
+def _operator(kernel: np.ndarray, n: int) -> np.ndarray:
     """The (out·n²) × (in·n²) matrix of the circular convolution on n×n inputs."""
-    _, per_group, kh, kw = kernel.shape
-    inp = per_group * groups
+    _, inp, kh, kw = kernel.shape
     eye = torch.eye(inp * n * n, dtype=torch.float64).reshape(-1, inp, n, n)
     padded = functional.pad(eye, (0, kw - 1, 0, kh - 1), mode="circular")
-    cols = functional.conv2d(padded, torch.from_numpy(kernel), groups=groups)
+    cols = functional.conv2d(padded, torch.from_numpy(kernel))
     return cols.reshape(inp * n * n, -1).T.numpy()
 
 
@@ -46,14 +45,6 @@ def test_operator_eigenvalues_equal_the_dense_operator(shape: tuple[int, ...], n
     assert got.sum() == pytest.approx(n * n * np.sum(kernel**2), rel=1e-12)
 
 
-@pytest.mark.parametrize("n", [5, 6])
-def test_depthwise_operator_eigenvalues_equal_the_grouped_operator(n: int) -> None:
-    kernel = np.random.default_rng(n).standard_normal((4, 1, 3, 3))
-    got = conv_fft.depthwise_operator_eigenvalues(kernel, n)
-    ref = _dense_eigenvalues(_operator(kernel, n, groups=4), 4 * n * n)
-    assert_close(got, ref, rtol=1e-10, atol=1e-10)
-
-
 def test_weightwatcher_reading_follows_its_recipe() -> None:
     """Re(√½·FFT) per channel pair, SVD of each n×n grid, top min(kh,kw)·out·in values."""
     kernel = np.random.default_rng(3).standard_normal((4, 3, 3, 2))
@@ -72,5 +63,3 @@ def test_bad_kernels_are_rejected() -> None:
         conv_fft.operator_eigenvalues(np.ones((3, 3, 3)), 8)
     with pytest.raises(ValueError, match="smaller than the kernel"):
         conv_fft.operator_eigenvalues(np.ones((2, 2, 5, 5)), 4)
-    with pytest.raises(ValueError, match="depthwise kernel"):
-        conv_fft.depthwise_operator_eigenvalues(np.ones((2, 2, 3, 3)), 8)

@@ -9,8 +9,7 @@ of the out×in complex matrices
 
 (Sedghi, Gupta & Long, "The Singular Values of Convolutional Layers", ICLR 2019,
 arXiv:1805.10408, Theorem 6). :func:`operator_eigenvalues` returns the n²·min(out, in)
-eigenvalues λ = σ² of that operator; :func:`depthwise_operator_eigenvalues` the C·n²
-of a depthwise (grouped) one. Because K is real, K̂(−u, −v) is the complex
+eigenvalues λ = σ² of that operator. Because K is real, K̂(−u, −v) is the complex
 conjugate of K̂(u, v) and has the same singular values, so only the n·(n//2 + 1)
 frequencies of a real FFT are decomposed and the mirrored ones are counted twice.
 
@@ -85,22 +84,6 @@ def operator_eigenvalues(kernel: NDArray[Any], n: int = DEFAULT_FFT_SIZE) -> Flo
     return np.sort(np.repeat(lam.reshape(-1), counts.reshape(-1)))
 
 
-def depthwise_operator_eigenvalues(kernel: NDArray[Any], n: int = DEFAULT_FFT_SIZE) -> FloatArray:
-    """Eigenvalues of a depthwise convolution (groups = channels) on n×n inputs.
-
-    A depthwise kernel (C, 1, kh, kw) convolves each channel with its own filter, so the
-    operator is block diagonal with one circulant block per channel, whose eigenvalues
-    are |K̂_c(u, v)|²: C·n² values (the grouped case of Sedghi, Gupta & Long, ICLR 2019,
-    arXiv:1805.10408). Parseval: Σλ = n²·‖K‖_F².
-    """
-    if kernel.ndim != 4 or kernel.shape[1] != 1:
-        raise ValueError(f"a depthwise kernel is (C, 1, kh, kw), got {kernel.shape}")
-    F = frequency_matrices(kernel, n)[..., 0]  # (n, cols, C)
-    lam = np.square(np.abs(F))
-    counts = np.broadcast_to(_mirror_weights(n)[None, :, None], lam.shape)
-    return np.sort(np.repeat(lam.reshape(-1), counts.reshape(-1)))
-
-
 def weightwatcher_eigenvalues(kernel: NDArray[Any], n: int = DEFAULT_FFT_SIZE) -> FloatArray:
     """WeightWatcher 0.7.7's ``conv2d_fft=True`` eigenvalues of a (out, in, kh, kw) kernel.
 
@@ -120,7 +103,6 @@ def weightwatcher_eigenvalues(kernel: NDArray[Any], n: int = DEFAULT_FFT_SIZE) -
 
 __all__ = [
     "DEFAULT_FFT_SIZE",
-    "depthwise_operator_eigenvalues",
     "frequency_matrices",
     "operator_eigenvalues",
     "weightwatcher_eigenvalues",
