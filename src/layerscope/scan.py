@@ -154,10 +154,10 @@ def scan(
     src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
     work, skipped = _plan_source(src, opts)
     analyser = Analyser(opts)
-    total = sum(len(plans) for _, plans in work)
-    results_iter = _run(work, analyser, opts.jobs)
     if opts.intra:
         total, results_iter = pair_count(work), intra_rows(work, analyser, skipped)
+    else:
+        total, results_iter = sum(len(p) for _, p in work), _run(work, analyser, opts.jobs)
     rows: list[dict[str, Any]] = []
     spectra: dict[str, Any] = {}
     samples: dict[str, LayerSamples] = {}
