@@ -27,6 +27,7 @@ LAYERS = {
     "duplicates": 1,
     "options": 2,
     "analysis": 2,
+    "intra": 2,
     "compare_result": 2,
     "diff": 2,
     "gate": 2,

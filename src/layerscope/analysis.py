@@ -76,13 +76,27 @@ class Analyser:
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
 
-    def eig(self, slices: torch.Tensor, scale: float) -> np.ndarray[Any, np.dtype[np.float64]]:
+    def eig(
+        self, slices: torch.Tensor, scale: float, precision: str | None = None
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Pooled eigenvalues of the slices' WᵀW, times ``scale`` (conv normalisation)."""
-        return spectrum.eigenvalues(slices, self.precision, self.device) * scale
+        prec = cast(spectrum.Precision, precision or self.precision)
+        return spectrum.eigenvalues(slices, prec, self.device) * scale
+
+    def plan_eig(
+        self, plan: MatrixPlan, slices: torch.Tensor, precision: str | None = None
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """A plan's eigenvalues: its own ``reading`` (conv2d_fft) or the Gram route."""
+        if plan.reading is None:
+            return self.eig(slices, plan.eig_scale, precision)
+        array = slices.detach().to(device="cpu", dtype=torch.float64).numpy()
+        if not np.isfinite(array).all():
+            raise spectrum.NonFiniteError("non-finite values (NaN/Inf)")
+        return plan.reading(array) * plan.eig_scale
 
     def spectra(self, plan: MatrixPlan, slices: torch.Tensor) -> registry.LayerSpectra:
         """Everything the metrics read about one matrix (shuffled copies when needed)."""
-        evals = self.eig(slices, plan.eig_scale)
+        evals = self.plan_eig(plan, slices)
         matrix = _numpy(slices) if self.needs_matrix else None
         if not self.shuffle:
             return registry.LayerSpectra(
@@ -98,8 +112,7 @@ class Analyser:
         # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
         # distance: float32 Gram and solver are ample and halve the second decomposition.
         shuffled = [
-            spectrum.eigenvalues(spectrum.shuffle_entries(slices, gen), "float32", self.device)
-            * plan.eig_scale
+            self.plan_eig(plan, spectrum.shuffle_entries(slices, gen), "float32")
             for _ in range(replicas)
         ]
         pooled = np.sort(np.concatenate(shuffled))

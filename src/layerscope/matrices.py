@@ -14,7 +14,16 @@ Treatments (docs/science.md §1; WeightWatcher 0.7.7 ``conv2D_Wmats``/``apply_no
   slices (WeightWatcher takes a batched SVD of the 3-D tensor instead, which is
   wrong).
 * Depthwise conv ``(out, 1, kh, kw)``: each slice is a single column, so pooling
-  is meaningless; the (out × kh·kw) matrix of all filters is analysed instead.
+  is meaningless; the (out × kh·kw) matrix of all filters is analysed instead
+  (``depthwise="matrix"``). ``depthwise="slices"`` reproduces WeightWatcher, which pools
+  the kh·kw one-column slices: their eigenvalues are the squared column norms, the
+  diagonal of the same Gram matrix (docs/metrics.md).
+* ``conv2d_fft``: a Conv2d kernel is read as the convolution operator on n×n inputs
+  through the FFT of the kernel (``"operator"``, Sedghi et al. 2019) or as
+  WeightWatcher 0.7.7 reads it (``"weightwatcher"``); see
+  :mod:`layerscope.functional.conv_fft`. Under ``"operator"`` depthwise kernels keep
+  their depthwise reading (their operator has 1×1 blocks, no Marchenko-Pastur bulk);
+  ``"weightwatcher"`` applies to them as in WeightWatcher.
 * Fused attention projections are split into Q, K, V where the layout is known:
   ``nn.MultiheadAttention.in_proj_weight`` and ``Wqkv``/``qkv``/``qkv_proj``
   ((q+k+v) × d, sizes from the config for grouped-query attention), GPT-2
@@ -31,15 +40,19 @@ Treatments (docs/science.md §1; WeightWatcher 0.7.7 ``conv2D_Wmats``/``apply_no
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from layerscope.adapters.base import LayerWeights
+from layerscope.functional import conv_fft
 
 CONV2D_EIG_SCALE = 0.5
 MIN_EVALS = 8
@@ -52,6 +65,39 @@ _CONV_TYPES = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d
 _SMALL_KERNEL = 16
 
 Extract = Callable[[torch.Tensor], torch.Tensor]
+Reading = Callable[[NDArray[Any]], NDArray[np.float64]]
+
+CONV2D_FFT_READINGS = ("operator", "weightwatcher")
+DEPTHWISE_READINGS = ("matrix", "slices")
+
+
+@dataclass(frozen=True)
+class Readings:
+    """How tensors with more than one possible reading become spectra.
+
+    Attributes:
+        conv2d_fft: ``None`` (kernel positions as slices), ``"operator"`` or
+            ``"weightwatcher"`` (see the module docstring).
+        fft_size: input size n of the FFT reading (WeightWatcher: 32).
+        depthwise: ``"matrix"`` (out × kh·kw) or ``"slices"`` (WeightWatcher's).
+    """
+
+    conv2d_fft: str | None = None
+    fft_size: int = conv_fft.DEFAULT_FFT_SIZE
+    depthwise: str = "matrix"
+
+    def __post_init__(self) -> None:
+        if self.conv2d_fft is not None and self.conv2d_fft not in CONV2D_FFT_READINGS:
+            choices = ", ".join(CONV2D_FFT_READINGS)
+            raise ValueError(f"conv2d_fft must be None, {choices}; got {self.conv2d_fft!r}")
+        if self.fft_size < 1:
+            raise ValueError(f"fft_size must be >= 1, got {self.fft_size}")
+        if self.depthwise not in DEPTHWISE_READINGS:
+            choices = " or ".join(DEPTHWISE_READINGS)
+            raise ValueError(f"depthwise must be {choices}, got {self.depthwise!r}")
+
+
+DEFAULT_READINGS = Readings()
 
 
 @dataclass(frozen=True)
@@ -68,7 +114,10 @@ class MatrixPlan:
         N, M: matrix dimensions, N ≥ M.
         num_slices: matrices pooled into one ESD (kernel positions of a conv).
         eig_scale: factor applied to every eigenvalue (conv normalisation).
-        extract: full tensor -> (num_slices, rows, cols) float tensor.
+        extract: full tensor -> (num_slices, rows, cols) float tensor (for a ``reading``,
+            whatever that function reads).
+        reading: pure function from the extracted array to the eigenvalues (``conv2d_fft``);
+            ``None``: the pooled eigenvalues of the slices' Gram matrices.
     """
 
     name: str
@@ -79,6 +128,7 @@ class MatrixPlan:
     num_slices: int
     eig_scale: float
     extract: Extract
+    reading: Reading | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +263,37 @@ def _plan_experts(layer: LayerWeights, kind: str) -> list[MatrixPlan]:
     return plans
 
 
-def _plan_conv(layer: LayerWeights) -> list[MatrixPlan]:
+def _conv_kernel(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The kernel as (1, out, in, kh, kw): one "slice", so shuffles permute all of it."""
+    if channels_last:  # (kh, kw, in, out) -> (out, in, kh, kw)
+        t = t.permute(3, 2, 0, 1)
+    return t.unsqueeze(0)
+
+
+_FFT_READINGS: dict[str, Callable[[NDArray[Any], int], NDArray[np.float64]]] = {
+    "operator": conv_fft.operator_eigenvalues,
+    "weightwatcher": conv_fft.weightwatcher_eigenvalues,
+}
+
+
+def _fft_reading(kernel: NDArray[Any], method: str, n: int) -> NDArray[np.float64]:
+    return _FFT_READINGS[method](kernel[0], n)
+
+
+def _plan_fft(
+    layer: LayerWeights, out: int, inp: int, channels_last: bool, readings: Readings
+) -> MatrixPlan:
+    """A Conv2d kernel read through its FFT (``readings.conv2d_fft``)."""
+    method, n = readings.conv2d_fft or "operator", readings.fft_size
+    # pooled matrices: the n² frequency matrices (operator) or the out·in n×n grids (WW)
+    slices = n * n if method == "operator" else out * inp
+    kind = "conv2d-depthwise-fft" if inp == 1 else "conv2d-fft"
+    extract = partial(_conv_kernel, channels_last=channels_last)
+    plan = _plan_slices(layer, kind, (out, inp), slices, 1.0, extract)
+    return dataclasses.replace(plan, reading=partial(_fft_reading, method=method, n=n))
+
+
+def _plan_conv(layer: LayerWeights, readings: Readings) -> list[MatrixPlan]:
     shape = layer.shape
     channels_last = layer.module_type is None and shape[0] + shape[1] < shape[-2] + shape[-1]
     out, inp = (shape[-1], shape[-2]) if channels_last else (shape[0], shape[1])
@@ -221,9 +301,23 @@ def _plan_conv(layer: LayerWeights) -> list[MatrixPlan]:
     for k in shape[:-2] if channels_last else shape[2:]:
         positions *= k
     kind = {3: "conv1d", 4: "conv2d"}.get(len(shape), "conv3d")
-    if inp == 1 and not channels_last and positions > 1:
-        return [_plan(layer, f"{kind}-depthwise", (out, positions), _depthwise)]
     extract = partial(_conv_slices, channels_last=channels_last)
+    depthwise = inp == 1 and not channels_last and positions > 1
+    # The operator of a depthwise conv has 1×1 blocks |K̂_c(u, v)|²: no Marchenko-Pastur
+    # bulk, so spikes and traps would be spurious; it keeps its depthwise reading.
+    fft = readings.conv2d_fft is not None and (
+        readings.conv2d_fft == "weightwatcher" or not depthwise
+    )
+    if kind == "conv2d" and fft:
+        return [_plan_fft(layer, out, inp, channels_last, readings)]
+    if depthwise:
+        if readings.depthwise == "slices":  # WeightWatcher: kh·kw one-column matrices
+            return [
+                _plan_slices(
+                    layer, f"{kind}-depthwise", (out, 1), positions, CONV2D_EIG_SCALE, extract
+                )
+            ]
+        return [_plan(layer, f"{kind}-depthwise", (out, positions), _depthwise)]
     return [_plan_slices(layer, kind, (out, inp), positions, CONV2D_EIG_SCALE, extract)]
 
 
@@ -234,8 +328,13 @@ def _is_conv_3d(layer: LayerWeights) -> bool:
     return k <= _SMALL_KERNEL and k < min(layer.shape[0], layer.shape[1])
 
 
-def plan_matrices(layer: LayerWeights) -> list[MatrixPlan] | Skipped:
-    """Decide, from name, shape and module type only, which matrices a tensor yields."""
+def plan_matrices(
+    layer: LayerWeights, readings: Readings = DEFAULT_READINGS
+) -> list[MatrixPlan] | Skipped:
+    """Decide, from name, shape and module type only, which matrices a tensor yields.
+
+    ``readings`` chooses among the readings of conv kernels (:class:`Readings`).
+    """
     ndim = len(layer.shape)
     if layer.tied_to is not None:
         return Skipped(layer.name, layer.shape, f"tied to {layer.tied_to} (same storage)")
@@ -252,5 +351,5 @@ def plan_matrices(layer: LayerWeights) -> list[MatrixPlan] | Skipped:
     if ndim == 3 and not _is_conv_3d(layer):
         return _plan_experts(layer, "stacked")
     if ndim in (3, 4, 5):
-        return _plan_conv(layer)
+        return _plan_conv(layer, readings)
     return Skipped(layer.name, layer.shape, f"{ndim}-D tensor of unknown layout")

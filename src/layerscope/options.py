@@ -8,7 +8,8 @@ from typing import Any, Self
 
 from layerscope import metrics as registry
 from layerscope import spectrum
-from layerscope.functional import fingers
+from layerscope.functional import conv_fft, fingers
+from layerscope.matrices import Readings
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class ScanOptions:
     allow_unsafe_pickle: bool = False
     fit: str = "PL"
     fix_fingers: str | None = None
+    conv2d_fft: str | None = None
+    fft_size: int = conv_fft.DEFAULT_FFT_SIZE
+    depthwise: str = "matrix"
+    intra: bool = False
 
     @classmethod
     def normalize(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +70,27 @@ class ScanOptions:
             )
         spectrum.resolve_device(self.device)
         fingers.FitOptions(self.fit, self.fix_fingers)
+        self._check_readings()
+
+    def _check_readings(self) -> None:
+        """conv2d_fft, depthwise and intra, and the metric groups they cannot feed."""
+        _ = self.readings
+        specs = registry.resolve(self.metrics)
+        if self.intra:
+            if self.conv2d_fft is not None:
+                raise ValueError("intra and conv2d_fft cannot be combined (as in WeightWatcher)")
+            bad = [s.name for s in specs if s.needs_shuffle or s.needs_vectors or s.needs_matrix]
+            if bad:
+                raise ValueError(f"intra=True does not support metric group(s) {', '.join(bad)}")
+        if self.conv2d_fft is not None:
+            bad = [s.name for s in specs if s.needs_vectors or s.needs_matrix]
+            if bad:
+                raise ValueError(f"conv2d_fft does not support metric group(s) {', '.join(bad)}")
+
+    @property
+    def readings(self) -> Readings:
+        """How conv kernels are read (``conv2d_fft``, ``fft_size``, ``depthwise``), validated."""
+        return Readings(self.conv2d_fft, self.fft_size, self.depthwise)
 
     @property
     def fit_options(self) -> fingers.FitOptions:
@@ -83,6 +109,8 @@ class CompareOptions(ScanOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.intra or self.conv2d_fft is not None or self.depthwise != "matrix":
+            raise ValueError("compare supports neither intra, conv2d_fft nor depthwise='slices'")
         if not 0.0 <= self.untouched_tol < 1.0:
             raise ValueError(f"untouched_tol must be in [0, 1), got {self.untouched_tol}")
         if not 0.0 <= self.duplicate_tol < 1.0:

@@ -26,6 +26,7 @@ from layerscope import metrics as registry
 from layerscope._version import __version__
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.analysis import Analyser
+from layerscope.intra import intra_rows, pair_count
 from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
 from layerscope.options import ScanOptions
 from layerscope.results import (
@@ -72,7 +73,7 @@ def _plan_source(
     work: list[tuple[LayerWeights, list[MatrixPlan]]] = []
     skipped: list[tuple[str, str, str]] = []
     for layer in source:
-        planned = plan_matrices(layer)
+        planned = plan_matrices(layer, opts.readings)
         if isinstance(planned, Skipped):
             skipped.append((planned.name, str(tuple(planned.shape)), planned.reason))
             continue
@@ -133,7 +134,13 @@ def scan(
             ``device`` (cpu|cuda|auto), ``jobs`` (threads), ``precision``
             (auto|float64|float32; auto = float32 where verified accurate, see
             :mod:`layerscope.spectrum`), ``keep_spectra`` (eigenvalues in ``result.spectra``,
-            compact samples for reports in ``result.samples``), ``allow_unsafe_pickle``.
+            compact samples for reports in ``result.samples``), ``allow_unsafe_pickle``,
+            ``fit``/``fix_fingers`` (tail fit), ``conv2d_fft`` (``"operator"``: Conv2d
+            kernels read as the convolution on ``fft_size``² inputs through their FFT;
+            ``"weightwatcher"``: WeightWatcher 0.7.7's reading), ``depthwise``
+            (``"matrix"``: one out × kh·kw matrix; ``"slices"``: WeightWatcher's kh·kw
+            one-column slices), ``intra`` (rows for the products of consecutive matrices
+            instead of the matrices, :mod:`layerscope.intra`).
 
     Returns:
         :class:`ScanResult`. Layers that cannot be analysed have ``status`` set to the
@@ -147,11 +154,14 @@ def scan(
     src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
     work, skipped = _plan_source(src, opts)
     analyser = Analyser(opts)
-    total = sum(len(plans) for _, plans in work)
+    if opts.intra:
+        total, results_iter = pair_count(work), intra_rows(work, analyser, skipped)
+    else:
+        total, results_iter = sum(len(p) for _, p in work), _run(work, analyser, opts.jobs)
     rows: list[dict[str, Any]] = []
     spectra: dict[str, Any] = {}
     samples: dict[str, LayerSamples] = {}
-    for results in _run(work, analyser, opts.jobs):
+    for results in results_iter:
         for row, kept in results:
             rows.append(row)
             if opts.keep_spectra and kept is not None:

@@ -125,6 +125,33 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
         "(docs/metrics.md)",
     )
     p.add_argument(
+        "--conv2d-fft",
+        choices=("operator", "weightwatcher"),
+        help="read Conv2d kernels through their 2-D FFT: operator = singular values of the "
+        "convolution on --fft-size inputs (Sedghi et al. 2019); weightwatcher = "
+        "WeightWatcher 0.7.7's conv2d_fft (docs/metrics.md)",
+    )
+    p.add_argument(
+        "--fft-size",
+        type=int,
+        default=32,
+        metavar="N",
+        help="input size N×N of --conv2d-fft (default 32, WeightWatcher's)",
+    )
+    p.add_argument(
+        "--depthwise",
+        default="matrix",
+        choices=("matrix", "slices"),
+        help="depthwise kernels (C,1,k,k): matrix = one C×k² matrix (default); "
+        "slices = WeightWatcher's k² one-column matrices",
+    )
+    p.add_argument(
+        "--intra",
+        action="store_true",
+        help="analyse products of consecutive matrices (WeightWatcher intra=True, "
+        "sparsify=False) instead of the matrices",
+    )
+    p.add_argument(
         "--unsafe-pickle",
         action="store_true",
         help="allow arbitrary unpickling of .pt/.bin files (only files you trust)",

@@ -218,6 +218,10 @@ def scan_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_unsafe_pickle": args.unsafe_pickle,
         "fit": args.fit,
         "fix_fingers": args.fix_fingers,
+        "conv2d_fft": args.conv2d_fft,
+        "fft_size": args.fft_size,
+        "depthwise": args.depthwise,
+        "intra": args.intra,
     }
 
 
