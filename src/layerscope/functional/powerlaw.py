@@ -19,7 +19,9 @@ the KS distances are evaluated for all candidates at once in row blocks.
 
 Below ``SMALL_N`` eigenvalues WeightWatcher switches to the bias-corrected
 α = 1 + (n − 1)/Σ ln(λ/xmin), only considers tails of at least 8 values, and picks
-xmin by J = D − 0.868/√n (favouring longer tails); we do the same.
+xmin by J = D − 0.868/√n (favouring longer tails); we do the same. WeightWatcher 0.7.7's
+``WWFit`` constructor then re-picks xmin by the smallest D, overriding its own J choice;
+we keep J (a documented deviation for spectra of fewer than 20 eigenvalues).
 """
 
 from __future__ import annotations
