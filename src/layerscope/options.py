@@ -28,6 +28,7 @@ class ScanOptions:
     allow_unsafe_pickle: bool = False
     fit: str = "PL"
     fix_fingers: str | None = None
+    traps: str = "exact"
 
     @classmethod
     def normalize(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +66,8 @@ class ScanOptions:
             )
         spectrum.resolve_device(self.device)
         fingers.FitOptions(self.fit, self.fix_fingers)
+        if self.traps not in ("exact", "fast"):
+            raise ValueError(f"traps must be 'exact' or 'fast', got {self.traps!r}")
 
     @property
     def fit_options(self) -> fingers.FitOptions:

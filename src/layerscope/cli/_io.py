@@ -218,6 +218,7 @@ def scan_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_unsafe_pickle": args.unsafe_pickle,
         "fit": args.fit,
         "fix_fingers": args.fix_fingers,
+        "traps": args.traps,
     }
 
 
