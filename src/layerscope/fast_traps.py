@@ -43,7 +43,7 @@ from layerscope.functional import rmt, slq
 FloatArray = NDArray[np.float64]
 
 # Smallest matrix side the fast path handles; below it the exact eigensolve is cheap.
-MIN_SIZE = 256
+MIN_SIZE = 1024
 # Block size (SLQ probes) and block Lanczos steps; the Krylov space (≤ 384) is capped at M/2.
 BLOCK = 8
 STEPS = 48
@@ -173,8 +173,11 @@ def fast_spectrum(Ws: torch.Tensor, gen: torch.Generator) -> FastSpectrum:
     with torch.no_grad():
         G = symmetric_gram(Ws)
         trace = float(G.diagonal().double().sum())
-        steps = max(1, min(STEPS, M // (2 * BLOCK)))
-        diag, off, basis = block_lanczos(G, min(BLOCK, M // 2), steps, gen)
+        # The density's resolution grows with the steps (the polynomial degree); on small
+        # matrices the block shrinks so that steps·block ≤ M/2 keeps STEPS steps.
+        block = max(1, min(BLOCK, M // (2 * STEPS)))
+        steps = max(1, min(STEPS, M // (2 * block)))
+        diag, off, basis = block_lanczos(G, block, steps, gen)
         quad = slq.quadrature(diag, off)
         mask = quad.converged(RITZ_RTOL, above=trace / M)
         outliers, U = _outliers(G, quad, basis, mask)
