@@ -75,8 +75,8 @@ def _lite0_like(steps: int = 15, seed: int = 0) -> nn.Module:
         nn.Linear(1280, 1000),
     )
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(64, 3, 8, 8, generator=gen)
-    y = (x.flatten(1) @ torch.randn(192, 1000, generator=gen)).argmax(1)
+    x = torch.randn(32, 3, 4, 4, generator=gen)
+    y = (x.flatten(1) @ torch.randn(48, 1000, generator=gen)).argmax(1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(steps):
         opt.zero_grad()

@@ -173,11 +173,8 @@ def fast_spectrum(Ws: torch.Tensor, gen: torch.Generator) -> FastSpectrum:
     with torch.no_grad():
         G = symmetric_gram(Ws)
         trace = float(G.diagonal().double().sum())
-        # The density's resolution grows with the steps (the polynomial degree); on small
-        # matrices the block shrinks so that steps·block ≤ M/2 keeps STEPS steps.
-        block = max(1, min(BLOCK, M // (2 * STEPS)))
-        steps = max(1, min(STEPS, M // (2 * block)))
-        diag, off, basis = block_lanczos(G, block, steps, gen)
+        steps = max(1, min(STEPS, M // (2 * BLOCK)))
+        diag, off, basis = block_lanczos(G, min(BLOCK, M // 2), steps, gen)
         quad = slq.quadrature(diag, off)
         mask = quad.converged(RITZ_RTOL, above=trace / M)
         outliers, U = _outliers(G, quad, basis, mask)
