@@ -128,3 +128,12 @@ def test_small_matrices_stay_exact() -> None:
     ]
     for col in ("num_traps", "rand_distance", "rand_sigma_mp", "trap_scale"):
         assert rows[0][col] == rows[1][col]
+
+
+@pytest.mark.parametrize(("N", "M"), [(700, 513), (1100, 1100), (3000, 1030)])
+def test_symmetric_gram_is_wtw_with_both_triangles(N: int, M: int) -> None:
+    W = torch.as_tensor(np.random.default_rng(N).standard_normal((N, M)), dtype=torch.float32)
+    G = fast_traps.symmetric_gram(W)
+    assert torch.equal(G, G.mT)
+    ref = W.double().numpy().T @ W.double().numpy()
+    assert_close(G.double().numpy(), ref, atol=1e-6 * np.abs(ref).max(), what="Gram")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from layerscope import spectrum
 from layerscope.functional import rmt, slq
@@ -98,10 +99,24 @@ class SharedPermutations:
         return out.reshape(W.shape)
 
 
+# Tile size of the in-place mirror of the Gram's upper triangle.
+_MIRROR_TILE = 512
+
+
 def symmetric_gram(W: torch.Tensor) -> torch.Tensor:
-    """G = WᵀW in float32, both triangles filled, for a (N, M) matrix with N ≥ M."""
-    upper = spectrum.gram(W.unsqueeze(0), torch.float32)[0].triu()
-    return upper + upper.triu(1).mT
+    """G = WᵀW in float32, both triangles filled, for a (N, M) matrix with N ≥ M.
+
+    ``spectrum.gram`` (BLAS syrk) fills the upper triangle; it is mirrored tile by tile
+    in place (a whole-matrix ``triu`` + transpose + add took 3 extra passes over G).
+    """
+    G = spectrum.gram(W.unsqueeze(0), torch.float32)[0]
+    M, t = G.shape[0], _MIRROR_TILE
+    for i in range(0, M, t):
+        diag = G[i : i + t, i : i + t]
+        diag.copy_(diag.triu() + diag.triu(1).mT)
+        for j in range(i + t, M, t):
+            G[j : j + t, i : i + t] = G[i : i + t, j : j + t].mT
+    return G
 
 
 def block_lanczos(
@@ -175,7 +190,10 @@ def fast_spectrum(Ws: torch.Tensor, gen: torch.Generator) -> FastSpectrum:
         trace = float(G.diagonal().double().sum())
         steps = max(1, min(STEPS, M // (2 * BLOCK)))
         diag, off, basis = block_lanczos(G, min(BLOCK, M // 2), steps, gen)
-        quad = slq.quadrature(diag, off)
+        # One BLAS thread: the (steps·p)² eigenproblem is small, and a multi-threaded
+        # OpenBLAS spin-waits for a busy core (measured 0.015 s vs 10 s at 384², 2 cores).
+        with threadpool_limits(limits=1):
+            quad = slq.quadrature(diag, off)
         mask = quad.converged(RITZ_RTOL, above=trace / M)
         outliers, U = _outliers(G, quad, basis, mask)
         # The quadrature without the outliers' nodes, renormalised: the bulk's distribution.
