@@ -37,7 +37,7 @@ def _exact(Ws: torch.Tensor) -> np.ndarray:
     return np.clip(np.linalg.eigvalsh(G), 0.0, None)
 
 
-# At the smallest default size (M = fast_traps.MIN_SIZE = 1024) and aspect ratios 1–3.
+# M = 1024–2048 (the fast path runs from M = 2048 by default), aspect ratios 1–3.
 CASES = [
     ("student-t", 3072, 1024),
     ("student-t", 1024, 1024),

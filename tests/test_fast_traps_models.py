@@ -91,7 +91,8 @@ def test_lite0_like_cnn_trap_counts_equal_exact(monkeypatch: pytest.MonkeyPatch)
     _check(exact, fast)
 
 
-def test_cli_traps_fast(tmp_path: Path) -> None:
+def test_cli_traps_fast(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_traps, "MIN_SIZE", 1024)
     path = tmp_path / "m.safetensors"
     from safetensors.torch import save_file
 

@@ -43,8 +43,9 @@ from layerscope.functional import rmt, slq
 
 FloatArray = NDArray[np.float64]
 
-# Smallest matrix side the fast path handles; below it the exact eigensolve is cheap.
-MIN_SIZE = 1024
+# Smallest matrix side the fast path handles: one thread, the exact eigensolve is cheaper
+# at M = 1024 and costs the same at 2048 (benchmarks/traps_floor.py; 25-35 % saved at 4096).
+MIN_SIZE = 2048
 # Block size (SLQ probes) and block Lanczos steps; the Krylov space (≤ 384) is capped at M/2.
 BLOCK = 8
 STEPS = 48
