@@ -22,6 +22,7 @@ LAYERS = {
     "adapters": 1,
     "matrices": 1,
     "spectrum": 1,
+    "fast_traps": 1,
     "metrics": 1,
     "results": 1,
     "duplicates": 1,

@@ -9,8 +9,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from layerscope import fast_traps, spectrum
 from layerscope import metrics as registry
-from layerscope import spectrum
 from layerscope.adapters import LayerWeights
 from layerscope.matrices import MIN_EVALS, MatrixPlan
 from layerscope.options import ScanOptions
@@ -75,6 +75,7 @@ class Analyser:
         self.needs_matrix = any(s.needs_matrix for s in self.specs)
         self.device = spectrum.resolve_device(opts.device)
         self.precision = cast(spectrum.Precision, opts.precision)
+        self.permutations = fast_traps.SharedPermutations(opts.seed)
 
     def eig(
         self, slices: torch.Tensor, scale: float, precision: str | None = None
@@ -107,14 +108,7 @@ class Analyser:
                 matrix=matrix,
                 eig_scale=plan.eig_scale,
             )
-        gen = torch.Generator().manual_seed(_seed_for(self.opts.seed, plan.name))
-        replicas = SMALL_LAYER_REPLICAS if evals.size < SMALL_LAYER_EVALS else 1
-        # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
-        # distance: float32 Gram and solver are ample and halve the second decomposition.
-        shuffled = [
-            self.plan_eig(plan, spectrum.shuffle_entries(slices, gen), "float32")
-            for _ in range(replicas)
-        ]
+        shuffled = self.shuffled(plan, slices, evals.size)
         pooled = np.sort(np.concatenate(shuffled))
         return registry.LayerSpectra(
             evals,
@@ -126,6 +120,27 @@ class Analyser:
             matrix=matrix,
             eig_scale=plan.eig_scale,
         )
+
+    def shuffled(self, plan: MatrixPlan, slices: torch.Tensor, num_evals: int) -> list[Any]:
+        """Eigenvalues of element-shuffled copies of the slices (several for small layers).
+
+        ``traps="fast"`` estimates them (:mod:`layerscope.fast_traps`) for a single matrix
+        with M ≥ ``fast_traps.MIN_SIZE``; smaller ones cost little and stay exact.
+        """
+        seed = _seed_for(self.opts.seed, plan.name)
+        single = plan.reading is None and slices.shape[0] == 1
+        if self.opts.traps == "fast" and single and plan.M >= fast_traps.MIN_SIZE:
+            shuffled = self.permutations.shuffle(slices[0], seed).to(self.device)
+            fast = fast_traps.fast_spectrum(shuffled, torch.Generator().manual_seed(seed))
+            return [fast.evals * plan.eig_scale]
+        gen = torch.Generator().manual_seed(seed)
+        replicas = SMALL_LAYER_REPLICAS if num_evals < SMALL_LAYER_EVALS else 1
+        # The shuffled spectrum only feeds an MP fit, a count above its edge and a JS
+        # distance: float32 Gram and solver are ample and halve the second decomposition.
+        return [
+            self.plan_eig(plan, spectrum.shuffle_entries(slices, gen), "float32")
+            for _ in range(replicas)
+        ]
 
     def analyse(
         self, plan: MatrixPlan, slices: torch.Tensor, relative_zero: bool = False

@@ -33,6 +33,7 @@ class ScanOptions:
     fft_size: int = conv_fft.DEFAULT_FFT_SIZE
     depthwise: str = "matrix"
     intra: bool = False
+    traps: str = "exact"
 
     @classmethod
     def normalize(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +71,8 @@ class ScanOptions:
             )
         spectrum.resolve_device(self.device)
         fingers.FitOptions(self.fit, self.fix_fingers)
+        if self.traps not in ("exact", "fast"):
+            raise ValueError(f"traps must be 'exact' or 'fast', got {self.traps!r}")
         self._check_readings()
 
     def _check_readings(self) -> None:

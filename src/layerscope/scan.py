@@ -130,7 +130,8 @@ def scan(
         **options: fields of :class:`ScanOptions`: ``metrics`` (``"default"``,
             ``"all"`` or group names: esd, powerlaw, norms, mp, erg, traps, alpha_farms),
             ``include``/``exclude`` name patterns (glob, or substring), ``kinds``,
-            ``min_size`` (min matrix dimension), ``seed`` (shuffles for traps),
+            ``min_size`` (min matrix dimension), ``seed`` (shuffles for traps), ``traps``
+            (``"exact"``, or ``"fast"``: Lanczos + certified count, docs/fast_traps.md),
             ``device`` (cpu|cuda|auto), ``jobs`` (threads), ``precision``
             (auto|float64|float32; auto = float32 where verified accurate, see
             :mod:`layerscope.spectrum`), ``keep_spectra`` (eigenvalues in ``result.spectra``,

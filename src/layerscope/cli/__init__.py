@@ -105,6 +105,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffles used for traps")
     p.add_argument(
+        "--traps",
+        default="exact",
+        choices=("exact", "fast"),
+        help="traps group: exact (full eigensolve of the shuffled matrix) or fast (Lanczos "
+        "outliers + certified count, SLQ bulk; docs/metrics.md)",
+    )
+    p.add_argument(
         "--precision",
         default="auto",
         choices=("auto", "float64", "float32"),

@@ -222,6 +222,7 @@ def scan_options(args: argparse.Namespace) -> dict[str, Any]:
         "fft_size": args.fft_size,
         "depthwise": args.depthwise,
         "intra": args.intra,
+        "traps": args.traps,
     }
 
 
