@@ -1,7 +1,7 @@
 """The zoo's correlation study: which summary metric tracks test accuracy, per family and
 per axis (hyper-parameters vs label noise).
 
-    python -m experiments.zoo.study zoo.parquet --zoo zoo/ -o study.csv
+    python -m experiments.zoo.study zoo.parquet --zoo zoo/ -o study.csv --same-as zoo-ray.parquet
 
 ``zoo.parquet`` is ``layerscope survey zoo/manifest.csv -o zoo.parquet``; ``--zoo`` is the
 folder of ``experiments.zoo.train`` (its ``configs.csv`` gives each model's label-noise
@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from layerscope.survey.correlate import POOLED, correlate
-from layerscope.survey.tables import SurveyResult
+from layerscope.survey.tables import RUN_COLUMNS, SurveyResult
 
 # The paper's metrics first, then the other per-layer summaries.
 METRICS = (
@@ -94,14 +94,33 @@ def best(table: pd.DataFrame, score: str, top: int = 3) -> str:
     return "\n".join(lines)
 
 
+def same_tables(one: SurveyResult, other: SurveyResult) -> str:
+    """Check that two surveys of the same models (e.g. the local and the Ray engine) hold
+    equal tables, run-dependent columns (``scan_s``, ``peak_rss_mb``) left out.
+
+    Raises:
+        AssertionError: the first difference (pandas' message).
+    """
+    drop = list(RUN_COLUMNS)
+    pd.testing.assert_frame_equal(one.models.drop(columns=drop), other.models.drop(columns=drop))
+    pd.testing.assert_frame_equal(one.layers, other.layers)
+    return f"equal tables: {len(one.models)} models, {len(one.layers)} layer rows"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("survey", type=Path, help="the zoo's survey table (.parquet/.csv)")
     parser.add_argument("--zoo", type=Path, required=True, help="the zoo folder (configs.csv)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("-o", "--out", type=Path, help="write the full table to FILE (.csv)")
+    parser.add_argument(
+        "--same-as", type=Path, help="first check that this survey's tables equal SURVEY's"
+    )
     args = parser.parse_args(argv)
-    models = SurveyResult.read(args.survey).models
+    result = SurveyResult.read(args.survey)
+    if args.same_as:
+        print(same_tables(result, SurveyResult.read(args.same_as)))
+    models = result.models
     models = with_noise(models, pd.read_csv(args.zoo / "configs.csv"))
     table = study(models, args.bootstrap)
     if args.out:

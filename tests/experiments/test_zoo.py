@@ -13,7 +13,7 @@ from experiments.zoo import study
 from experiments.zoo import train as zoo
 from scipy.stats import kendalltau
 
-from layerscope.survey import survey
+from layerscope.survey import SurveyResult, survey
 
 
 def test_recipes_cover_every_family_and_axis() -> None:
@@ -102,3 +102,14 @@ def test_study_noise_score_and_markdown() -> None:
     assert lines[0] == "| group | n | alpha |" and len(lines) == 2 + 1 + 4 + 2
     row = table[(table["family"] == "(all)") & (table["metric"] == "alpha_mean")].iloc[0]
     assert f"| (all) | 36 | {row['kendall']:+.2f} [" in text
+
+
+def test_same_tables_ignores_run_columns_only() -> None:
+    models = _models(np.random.default_rng(2)).assign(scan_s=1.0, peak_rss_mb=100.0)
+    layers = pd.DataFrame({"model": models["model"], "alpha": models["alpha_mean"]})
+    one = SurveyResult(models, layers)
+    slower = SurveyResult(models.assign(scan_s=2.0, peak_rss_mb=300.0), layers.copy())
+    assert study.same_tables(one, slower).startswith("equal tables: 36 models, 36 layer")
+    shifted = layers.assign(alpha=layers["alpha"] + 1e-3)
+    with pytest.raises(AssertionError):
+        study.same_tables(one, SurveyResult(models, shifted))
