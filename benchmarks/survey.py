@@ -96,7 +96,7 @@ def per_model_costs(paths: list[str], sample: int = 8) -> tuple[float, float, fl
     """Mean pickled size of a job (driver -> worker) and of its result (back), and the
     driver's time to commit one result to the store (the serial part of any survey)."""
     step = max(1, len(paths) // sample)
-    options = scan_kwargs(ScanOptions(**OPTS))
+    options = scan_kwargs(ScanOptions(device="cpu"))
     out, back, records = [], [], []
     for i, job in enumerate(expand_sources(paths[::step][:sample])):
         records.append(scan_one(job, f"{i:040d}", options))
