@@ -2,6 +2,7 @@
 
     python -m experiments.zoo.train zoo/ --size small     # 48 models
     python -m experiments.zoo.train zoo/ --size full      # 216 models
+    python -m experiments.zoo.train zoo2/ --size full --archs digits mnist  # a part of it
 
 Families (each model is saved as ``NAME.safetensors`` and ``NAME.pt``):
 
