@@ -2,7 +2,7 @@
 
     python -m experiments.zoo.train zoo/ --size small     # 48 models
     python -m experiments.zoo.train zoo/ --size full      # 216 models
-    python -m experiments.zoo.train zoo2/ --size full --archs digits mnist  # a part of it
+    python -m experiments.zoo.train zoo2/ --size full --archs cnn --axes noise --shard 0/2
 
 Families (each model is saved as ``NAME.safetensors`` and ``NAME.pt``):
 
@@ -41,6 +41,7 @@ from torch import nn
 # New architectures go last: the recipe sampler draws in this order, so earlier zoos stay equal.
 ARCHS = ("mlp", "cnn", "digits", "mnist")
 DATASETS = {"mlp": "mnist1d", "cnn": "mnist1d", "digits": "digits", "mnist": "mnist5k"}
+AXES = ("hparam", "noise")
 SIZES = {"small": 6, "full": 27}  # models per (architecture, axis)
 
 
@@ -208,6 +209,17 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``I/K`` -> (I, K) with 0 <= I < K."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/K, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= I < K")
+    return index, count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the models and the manifest")
@@ -220,6 +232,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(ARCHS),
         help="train these architectures only (the recipes stay those of the whole zoo)",
     )
+    parser.add_argument(
+        "--axes", nargs="+", choices=AXES, default=list(AXES), help="train these axes only"
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/K",
+        help="train every K-th of the selected recipes from the I-th (0-based): 0/2 and 1/2 "
+        "split the work over two processes",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -228,9 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {arch: loaded[DATASETS[arch]] for arch in args.archs}
     rows, configs = [], []
     started = time.perf_counter()
-    for recipe in recipes(SIZES[args.size], args.seed):
-        if recipe.arch not in args.archs:
-            continue
+    chosen = [r for r in recipes(SIZES[args.size], args.seed) if r.arch in args.archs]
+    chosen = [r for r in chosen if r.axis in args.axes]
+    index, count = args.shard
+    for recipe in chosen[index::count]:
         t0 = time.perf_counter()
         model, train_acc, test_acc = train(recipe, data[recipe.arch])
         path = save(model, args.out, recipe.name)
