@@ -77,6 +77,8 @@ def markdown(table: pd.DataFrame, score: str, metrics: Sequence[str] = METRICS) 
     lines = [f"| group | n | {' | '.join(short)} |", "|---" * (len(metrics) + 2) + "|"]
     for group in groups:
         rows = part[part["family"] == group].set_index("metric")
+        if rows["n"].max() == 0:
+            continue  # e.g. label noise on the hyper-parameter axis: always 0
         cells = [cell(rows.loc[m]) if m in rows.index else "" for m in metrics]
         lines.append(f"| {group} | {int(rows['n'].max())} | {' | '.join(cells)} |")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import rankdata
 
 FloatArray = NDArray[np.float64]
 
@@ -79,11 +80,8 @@ def pearson_rows(x: FloatArray, y: FloatArray) -> FloatArray:
 
 
 def ranks_rows(x: FloatArray) -> FloatArray:
-    """Average ranks within each row: #{smaller} + (#{equal} + 1) / 2."""
-    a = np.asarray(x, dtype=np.float64)
-    less = (a[:, None, :] < a[:, :, None]).sum(axis=2)
-    equal = (a[:, None, :] == a[:, :, None]).sum(axis=2)
-    ranks: FloatArray = less + (equal + 1) / 2.0
+    """Average ranks within each row: #{smaller} + (#{equal} + 1) / 2 (by sorting)."""
+    ranks: FloatArray = rankdata(np.asarray(x, dtype=np.float64), method="average", axis=1)
     return ranks
 
 
