@@ -1,9 +1,8 @@
 """Survey engines: run :func:`scan_one` over jobs and yield records as they finish.
 
 ``local``: worker processes on this machine (forked from a clean server process),
-at most ``workers`` models being scanned, so memory is bounded by them; twice as many
-jobs (a path each) are submitted, so that no worker waits for the next job while this
-process handles a result. ``ray``: one Ray task per model (``ray`` 2.x, the optional extra
+at most ``workers`` models in flight, so memory is bounded by the models being
+scanned. ``ray``: one Ray task per model (``ray`` 2.x, the optional extra
 ``layerscope[ray]``); the workers read each model from its path, only the small
 result travels back. Both yield in completion order; the survey sorts afterwards.
 """
@@ -85,10 +84,7 @@ def _pool_pass(
     finished = False
     try:
         while queue or inflight:
-            # 2 x workers submitted: a finished worker starts its next model at once (on a
-            # busy machine a refill after each result left workers idle: 0.36 s per model
-            # against 0.21 s of scanning). Only `workers` models are read at a time.
-            while queue and len(inflight) < 2 * workers:
+            while queue and len(inflight) < workers:
                 job, key = task = queue.pop()
                 inflight[pool.submit(scan_one, job, key, options)] = task
             done, _ = wait(inflight, return_when=FIRST_COMPLETED)
