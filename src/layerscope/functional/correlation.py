@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import rankdata
 
 FloatArray = NDArray[np.float64]
 
@@ -79,11 +80,8 @@ def pearson_rows(x: FloatArray, y: FloatArray) -> FloatArray:
 
 
 def ranks_rows(x: FloatArray) -> FloatArray:
-    """Average ranks within each row: #{smaller} + (#{equal} + 1) / 2."""
-    a = np.asarray(x, dtype=np.float64)
-    less = (a[:, None, :] < a[:, :, None]).sum(axis=2)
-    equal = (a[:, None, :] == a[:, :, None]).sum(axis=2)
-    ranks: FloatArray = less + (equal + 1) / 2.0
+    """Average ranks within each row: #{smaller} + (#{equal} + 1) / 2 (by sorting)."""
+    ranks: FloatArray = rankdata(np.asarray(x, dtype=np.float64), method="average", axis=1)
     return ranks
 
 
@@ -120,6 +118,31 @@ class Interval:
 
 # Pairwise comparisons per bootstrap chunk (rows x n x n), to bound memory.
 _CHUNK_CELLS = 4_000_000
+# Largest sample whose Kendall resamples go through the n x n count form (three n x n
+# float64 matrices: 96 MB at n = 2000).
+_COUNTS_MAX_N = 2000
+
+
+def kendall_resampled(x: ArrayLike, y: ArrayLike, idx: NDArray[np.integer]) -> FloatArray:
+    """Kendall τ_b of every resample ``(x[idx[r]], y[idx[r]])``, from draw counts.
+
+    A resample that draws observation i w_i times has, over its ordered pairs,
+    Σ_{k,l} sign(x_k − x_l)·sign(y_k − y_l) = wᵀ P w with P_ij = sign(x_i − x_j)·sign(y_i − y_j)
+    (and likewise the two norms of τ_b), so three (resamples × n) × (n × n) products give
+    every resample's τ_b: O(n²) per resample in BLAS instead of building its n × n sign
+    arrays. Equals :func:`kendall_rows` on ``x[idx]``, ``y[idx]`` (integer sums, exact).
+    """
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    rows, n = idx.shape
+    offsets = (np.arange(rows)[:, None] * n + idx).ravel()
+    w = np.bincount(offsets, minlength=rows * n).reshape(rows, n).astype(np.float64)
+    sx = np.sign(a[:, None] - a[None, :])
+    sy = np.sign(b[:, None] - b[None, :])
+    num, nx, ny = (np.einsum("ri,ri->r", w @ m, w) for m in (sx * sy, sx * sx, sy * sy))
+    den = np.sqrt(nx * ny)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
 def bootstrap(
@@ -147,10 +170,12 @@ def bootstrap(
     if a.size < 3 or resamples < 1 or not np.isfinite(value):
         return Interval(value, nan, nan)
     idx = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
-    step = max(1, _CHUNK_CELLS // (a.size * a.size))
-    draws = np.concatenate(
-        [stat(a[idx[i : i + step]], b[idx[i : i + step]]) for i in range(0, resamples, step)]
-    )
+    if stat is kendall_rows and a.size <= _COUNTS_MAX_N:
+        draws = kendall_resampled(a, b, idx)  # the same draws, far fewer operations
+    else:
+        step = max(1, _CHUNK_CELLS // (a.size * a.size))
+        chunks = range(0, resamples, step)
+        draws = np.concatenate([stat(a[idx[i : i + step]], b[idx[i : i + step]]) for i in chunks])
     draws = draws[np.isfinite(draws)]
     if draws.size < resamples / 2:
         return Interval(value, nan, nan)

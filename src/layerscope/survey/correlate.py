@@ -136,8 +136,9 @@ def _row(
     level: float,
     seed: int,
 ) -> dict[str, object]:
-    x = pd.to_numeric(group[metric], errors="coerce").to_numpy(dtype=np.float64)
-    y = pd.to_numeric(group[score], errors="coerce").to_numpy(dtype=np.float64)
+    # na_value: nullable integer columns (num_params, counts) hold <NA>, not NaN.
+    x = pd.to_numeric(group[metric], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    y = pd.to_numeric(group[score], errors="coerce").to_numpy(np.float64, na_value=np.nan)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     row: dict[str, object] = {"family": family, "score": score, "metric": metric, "n": x.size}

@@ -2,12 +2,12 @@
 
 ``models`` columns: identifiers (``key``, ``model``, ``family``, ``path``), ``status``
 (``ok``/``error``) and ``error`` (one line), ``scan_s`` and ``peak_rss_mb`` (the
-worker's peak memory so far), ``num_params``, the layer and
-verdict counts of :func:`layerscope.results.summarize`, ``<metric>_mean``/``_median``/
-``_std`` over the analysed layers, and the manifest's ``score_<name>`` columns.
-``layers``: the scan's per-layer columns (docs/metrics.md) after ``key``, ``model``,
-``family``. Files: ``OUT`` holds ``models`` and ``OUT``'s stem + ``.layers`` + suffix
-holds ``layers`` (``survey.parquet`` -> ``survey.layers.parquet``).
+worker's peak memory so far), ``num_params``, the layer and verdict counts of
+:func:`layerscope.results.summarize` (nullable integers: ``<NA>`` on error rows),
+``<metric>_mean``/``_median``/``_std`` over the analysed layers, and the manifest's
+``score_<name>`` columns. ``layers``: the scan's per-layer columns (docs/metrics.md)
+after ``key``, ``model``, ``family``. Files: ``OUT`` holds ``models`` and ``OUT``'s
+stem + ``.layers`` + suffix holds ``layers`` (``survey.parquet`` -> ``survey.layers.parquet``).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ ID_COLUMNS = (
 )
 # Columns that describe the run (engine, machine, load), not the model.
 RUN_COLUMNS = ("scan_s", "peak_rss_mb")
+# Counts: integers, empty (<NA>) on error rows rather than turning the column into floats.
+COUNT_COLUMNS = ("num_params", "num_layers", "num_analysed", "num_failed")
+COUNT_PREFIX = "count_"
 TABLE_SUFFIXES = (".parquet", ".csv")
 
 
@@ -48,9 +51,16 @@ def model_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
         if column not in frame:
             numeric = column in ("num_params", *RUN_COLUMNS)
             frame[column] = pd.Series(dtype="float64" if numeric else "object")
+    frame = integer_counts(frame)
     scores = [c for c in frame.columns if str(c).startswith(SCORE_PREFIX)]
     rest = [c for c in frame.columns if c not in ID_COLUMNS and c not in scores]
     return frame[[*ID_COLUMNS, *rest, *scores]]
+
+
+def integer_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The count columns as nullable integers (``<NA>`` on error rows)."""
+    counts = [c for c in frame.columns if c in COUNT_COLUMNS or str(c).startswith(COUNT_PREFIX)]
+    return frame.astype(dict.fromkeys(counts, "Int64"))
 
 
 def layer_frame(records: Sequence[ModelRecord]) -> pd.DataFrame:
@@ -122,6 +132,7 @@ class SurveyResult:
             raise ValueError(f"{path}: not a readable survey table ({exc})") from exc
         if "status" not in models or "key" not in models:
             raise ValueError(f"{path}: not a survey table (no 'key'/'status' columns)")
+        models = integer_counts(models)  # a CSV reads empty counts back as floats
         side = layers_path(target)
         layers = reader(side) if side.exists() else pd.DataFrame()
         return cls(models, layers, _read_meta(target))
