@@ -116,6 +116,20 @@ def main() -> None:
         default=",".join(METHODS),
         help="comma-separated subset of " + ",".join(METHODS),
     )
+    parser.add_argument(
+        "--sparsities",
+        type=float,
+        nargs="+",
+        default=SPARSITIES,
+        help="target sparsities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allocations",
+        nargs="+",
+        choices=ALLOCATIONS,
+        default=ALLOCATIONS,
+        help="uniform and/or the alpha plans (default: all)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     texts = sentences()
@@ -128,12 +142,12 @@ def main() -> None:
     dense = BertModel.from_pretrained(minilm.MODEL_DIR).eval()
     eval_b, calib_b = batches(tok, eval_texts), batches(tok, calib_texts, 8)
     reference = embed(dense, eval_b)
-    print("| method | sparsity | " + " | ".join(ALLOCATIONS) + " |")
-    print("|---|---|" + "---|" * len(ALLOCATIONS))
+    print("| method | sparsity | " + " | ".join(args.allocations) + " |")
+    print("|---|---|" + "---|" * len(args.allocations))
     for method in args.methods.split(","):
-        for s in SPARSITIES:
+        for s in args.sparsities:
             cells = []
-            for alloc in ALLOCATIONS:
+            for alloc in args.allocations:
                 metric, eps = ("alpha", 0.0) if alloc == "uniform" else (alloc, 0.2)
                 plan = prune_plan(minilm.MODEL_DIR, sparsity=s, metric=metric, eps=eps)
                 model = copy.deepcopy(dense)
