@@ -53,7 +53,7 @@ def load(directory: Path) -> tuple[torch.nn.Module, Any]:
 
     tok = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=GGUF_FILE)
-    return model.float().eval(), tok
+    return model.eval(), tok  # float32 already: GGUF tensors are dequantized on load
 
 
 def token_ids(tokenizer: Any, files: Sequence[Path]) -> torch.Tensor:
