@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -75,10 +75,15 @@ def study(
     lrs: Sequence[float] = LRS,
     tune_seeds: Sequence[int] = TUNE_SEEDS,
     seeds: Sequence[int] = SEEDS,
+    fixed: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Tune every arm's lr on validation, then train the evaluation seeds and test."""
+    """Tune every arm's lr on validation (or take it from ``fixed``: arm -> lr, e.g. the lrs
+    an earlier run tuned), then train the evaluation seeds and test."""
     images = load_images()
-    scores, best = tune(cfg, images, arms, lrs, tune_seeds)
+    fixed = dict(fixed or {})
+    tuned = [a for a in arms if a not in fixed]
+    scores, best = tune(cfg, images, tuned, lrs, tune_seeds)
+    best |= {a: lr for a, lr in fixed.items() if a in arms}
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
     for s in seeds:
         data = split(*images, cfg.per_class, s)
@@ -94,6 +99,7 @@ def study(
         "schema_version": 1,
         "config": asdict(cfg),
         "lrs": list(lrs),
+        "fixed_lrs": fixed,
         "tune_seeds": list(tune_seeds),
         "seeds": list(seeds),
         "tuning": scores,
@@ -135,9 +141,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tune-seeds", type=int, nargs="+", default=TUNE_SEEDS, help="tuning seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="evaluation seeds")
     p.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=tuple(ARMS), help="arms")
+    p.add_argument(
+        "--lr",
+        nargs="+",
+        default=[],
+        metavar="ARM=LR",
+        help="train these arms at these lrs without tuning (e.g. the lrs of an earlier run)",
+    )
     args = p.parse_args(argv)
     cfg = replace(Config(), per_class=args.per_class, epochs=args.epochs)
-    result = study(cfg, args.arms, args.lrs, args.tune_seeds, args.seeds)
+    fixed = {}
+    for item in args.lr:
+        arm, _, lr = item.partition("=")
+        if arm not in ARMS or not lr:
+            p.error(f"--lr {item}: expected ARM=LR with ARM one of {', '.join(ARMS)}")
+        fixed[arm] = float(lr)
+    result = study(cfg, args.arms, args.lrs, args.tune_seeds, args.seeds, fixed)
     atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=1).encode()))
     print(markdown(result))
     return 0

@@ -72,3 +72,15 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
         assert val[str(s["lr"])] == max(val.values())  # the best validation lr is used
         assert [r["seed"] for r in result["test"][arm]] == [0, 1]
         assert s["mean"] == pytest.approx(np.mean([r["acc"] for r in result["test"][arm]]))
+
+
+def test_fixed_lrs_skip_tuning(tmp_path: Path) -> None:
+    out = tmp_path / "tb.json"
+    argv = ["--out", str(out), "--per-class", "3", "--epochs", "1", "--seeds", "0"]
+    argv += ["--arms", "uniform", "tb", "--lr", "uniform=0.01", "tb=0.1", "--tune-seeds", "7"]
+    assert run.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["tuning"] == {} and result["fixed_lrs"] == {"uniform": 0.01, "tb": 0.1}
+    assert {a: s["lr"] for a, s in result["summary"].items()} == result["fixed_lrs"]
+    with pytest.raises(SystemExit):
+        run.main(["--out", str(out), "--lr", "sgd=0.1"])
