@@ -35,6 +35,11 @@ SEEDS = (0, 1, 2, 3, 4)
 PAIRS = (("tb", "uniform"), ("tb_farms", "uniform"), ("tb_farms", "tb"))
 
 
+def _std(values: Sequence[float]) -> float | None:
+    """Sample standard deviation (ddof 1); None for a single value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
 def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """Mean and std of a − b over seeds, paired t-test and exact Wilcoxon p-values."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -91,10 +96,10 @@ def study(
             runs[arm].append({"seed": s, **train_run(cfg, data, arm, best[arm], s, "test")})
     acc = {a: [r["acc"] for r in runs[a]] for a in arms}
     summary = {
-        a: {"lr": best[a], "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1))}
-        for a, v in acc.items()
+        a: {"lr": best[a], "mean": float(np.mean(v)), "std": _std(v)} for a, v in acc.items()
     }
-    tests = {f"{a}-{b}": paired(acc[a], acc[b]) for a, b in PAIRS if a in acc and b in acc}
+    pairs = [(a, b) for a, b in PAIRS if a in acc and b in acc and len(seeds) > 1]
+    tests = {f"{a}-{b}": paired(acc[a], acc[b]) for a, b in pairs}
     return {
         "schema_version": 1,
         "config": asdict(cfg),
@@ -120,7 +125,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| arm | lr | test accuracy (%) | per seed |", "|---|---|---|---|"]
     for arm, s in result["summary"].items():
         per_seed = ", ".join(f"{r['acc']:.2f}" for r in result["test"][arm])
-        lines.append(f"| {arm} | {s['lr']} | {s['mean']:.2f} ± {s['std']:.2f} | {per_seed} |")
+        std = "" if s["std"] is None else f" ± {s['std']:.2f}"
+        lines.append(f"| {arm} | {s['lr']} | {s['mean']:.2f}{std} | {per_seed} |")
     lines += ["", "| pair | mean diff | t | p (t-test) | p (Wilcoxon) |", "|---|---|---|---|---|"]
     for pair, p in result["paired"].items():
         lines.append(
