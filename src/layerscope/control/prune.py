@@ -163,25 +163,30 @@ def execution_groups(
     consecutive layers called on the very same input tensor (q/k/v, gate/up) share a group,
     since pruning one of them cannot change the input of the others."""
     names = list(names)
-    calls: list[tuple[str, torch.Tensor]] = []
+    groups: list[list[str]] = []
+    seen: set[str] = set()
+    # Only the previous layer's input is held (not every input: memory); holding it keeps
+    # its id from being reused by a new tensor, so `is` stays meaningful.
+    last: list[torch.Tensor] = []
 
     def hook(name: str) -> Hook:
         def record(_: torch.nn.Module, inputs: tuple[torch.Tensor, ...], __: object) -> None:
-            if all(n != name for n, _ in calls):
-                calls.append((name, inputs[0]))  # the reference keeps `is` meaningful
+            if name in seen:
+                return
+            seen.add(name)
+            if groups and inputs[0] is last[0]:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+            last[:] = [inputs[0]]
 
         return record
 
     _run_hooked(model, {n: hook(n) for n in names}, [batch], forward)
-    missing = [n for n in names if all(n != c for c, _ in calls)]
+    last.clear()
+    missing = [n for n in names if n not in seen]
     if missing:
         raise ValueError(f"the calibration data never reached {missing[0]}")
-    groups: list[list[str]] = []
-    for i, (name, x) in enumerate(calls):
-        if i and x is calls[i - 1][1]:
-            groups[-1].append(name)
-        else:
-            groups.append([name])
     return groups
 
 
