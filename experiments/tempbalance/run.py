@@ -8,7 +8,7 @@ by seed: paired t-test (``scipy.stats.ttest_rel``) and Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``, exact; with 5 seeds its smallest two-sided p is 2/2⁵ = 0.0625).
 
     PYTHONPATH=src:. OMP_NUM_THREADS=1 python -m experiments.tempbalance.run \
-        --out /tmp/tempbalance.json            # ≈ 45 runs of ≈ 10 s on one core
+        --out /tmp/tempbalance.json            # 45 runs, ≈ 4 s of CPU each
 
 Writes a JSON (``schema_version`` 1) and prints the tables in Markdown.
 """
