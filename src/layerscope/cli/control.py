@@ -78,8 +78,11 @@ def _add_prune_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--sequential",
-        action="store_true",
-        help="Wanda block by block, each block calibrated after the blocks before it are pruned",
+        nargs="?",
+        const="block",
+        choices=("block", "layer"),
+        help="Wanda step by step, each step calibrated after the earlier ones are pruned: "
+        "'block' (the default with the bare flag) or 'layer' (every linear layer in order)",
     )
     p.add_argument("--nsamples", type=int, default=32, help="Wanda text windows (default 32)")
     p.add_argument("--seqlen", type=int, default=128, help="tokens per window (default 128)")
@@ -151,7 +154,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         sparsity=args.sparsity,
         method=args.method,
         calibration=_calibration(args),
-        sequential=args.sequential,
+        sequential=args.sequential or False,
     )
     if not args.quiet:
         total = len(achieved)

@@ -77,7 +77,7 @@ def prune_hf_dir(
     sparsities: Mapping[str, float],
     method: str,
     calibration: Iterable[Any] | None,
-    sequential: bool = False,
+    sequential: bool | str = False,
 ) -> dict[str, float]:
     """Prune a Hugging Face directory into ``out`` (a new directory)."""
     if out.exists():  # checked again on rename; fail before the slow load
@@ -144,7 +144,7 @@ def prune(
     method: str = "magnitude",
     calibration: Iterable[Any] | None = None,
     mapping: str = "block",
-    sequential: bool = False,
+    sequential: bool | str = False,
 ) -> dict[str, float]:
     """Prune a model file or directory by a plan or a uniform sparsity, into ``out``.
 
@@ -158,7 +158,8 @@ def prune(
         method: ``magnitude`` or ``wanda`` (Hugging Face directories only).
         calibration: Wanda's batches (see :func:`layerscope.control.prune.default_forward`).
         mapping: which layers a uniform plan covers (``block``: the repeated blocks).
-        sequential: Wanda block by block (see :func:`layerscope.control.prune.prune_module`).
+        sequential: Wanda one-shot (False), ``"block"``/True or ``"layer"`` (see
+            :func:`layerscope.control.prune.prune_module`).
 
     Returns:
         The achieved sparsity of each pruned parameter.

@@ -7,8 +7,12 @@
   norm of input feature j over all calibration tokens; in each output row i the
   k = ⌊s·cols⌋ lowest-scoring weights are zeroed. One-shot: every input norm is collected
   from the dense model in one pass over the calibration batches (forward hooks), then all
-  layers are pruned; sequential: block by block, each block's norms taken with the blocks
-  before it already pruned.
+  layers are pruned. Sequential ``block`` (the Wanda paper's own procedure): block by block
+  (``model.layers.N`` ...), each block's norms taken with the blocks before it already
+  pruned. Sequential ``layer``: linear layer by linear layer in the order they run, each
+  layer's norms taken with every layer that ran before it already pruned; layers that read
+  the same input tensor (q/k/v, gate/up) are scored together, as in SparseGPT's "true
+  sequential" groups (Frantar & Alistarh, ICML 2023, arXiv 2301.00774).
 
 Sparsities come from a :class:`layerscope.control.plan.PrunePlan` (parameter name ->
 sparsity) or one uniform value. Reading and writing model files: :mod:`layerscope.control.apply`.
@@ -22,6 +26,7 @@ from typing import Any
 import torch
 
 METHODS = ("magnitude", "wanda")
+SEQUENTIAL = ("block", "layer")
 
 
 def magnitude_mask(W: torch.Tensor, sparsity: float) -> torch.Tensor:
@@ -89,6 +94,39 @@ def default_forward(model: torch.nn.Module, batch: Any) -> object:
     return model(batch)
 
 
+def _linear(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Module:
+    """The ``nn.Linear`` owning the weight ``name``; ValueError for anything else."""
+    module = modules.get(name.rsplit(".", 1)[0])
+    if not isinstance(module, torch.nn.Linear) or not name.endswith(".weight"):
+        raise ValueError(f"Wanda prunes nn.Linear weights only; {name} is not one")
+    return module
+
+
+Hook = Callable[[torch.nn.Module, tuple[torch.Tensor, ...], object], None]
+
+
+def _run_hooked(
+    model: torch.nn.Module,
+    hooks: Mapping[str, Hook],
+    batches: Iterable[Any],
+    forward: Forward,
+) -> None:
+    """Run the batches through the model (eval mode, no gradients) with a forward hook on
+    the linear layer of each weight name; hooks removed and mode restored afterwards."""
+    modules = dict(model.named_modules())
+    handles = [_linear(modules, n).register_forward_hook(h) for n, h in hooks.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                forward(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
 def input_norms(
     model: torch.nn.Module,
     names: Iterable[str],
@@ -100,11 +138,10 @@ def input_norms(
     Forward hooks accumulate Σ x_j² over every token of every batch (float64); the
     model runs in eval mode without gradients.
     """
-    modules = dict(model.named_modules())
+    names = list(names)
     sums: dict[str, torch.Tensor] = {}
-    handles = []
 
-    def hook(name: str) -> Callable[..., None]:
+    def hook(name: str) -> Hook:
         def accumulate(_: torch.nn.Module, inputs: tuple[torch.Tensor, ...], __: object) -> None:
             x = inputs[0].detach().to(torch.float64)
             sq = x.reshape(-1, x.shape[-1]).pow(2).sum(0)
@@ -112,25 +149,45 @@ def input_norms(
 
         return accumulate
 
-    for name in names:
-        module = modules.get(name.rsplit(".", 1)[0])
-        if not isinstance(module, torch.nn.Linear) or not name.endswith(".weight"):
-            raise ValueError(f"Wanda prunes nn.Linear weights only; {name} is not one")
-        handles.append(module.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                forward(model, batch)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    _run_hooked(model, {n: hook(n) for n in names}, batches, forward)
     missing = [n for n in names if n not in sums]
     if missing:
         raise ValueError(f"the calibration data never reached {missing[0]} (no batches?)")
     return {n: s.sqrt() for n, s in sums.items()}
+
+
+def execution_groups(
+    model: torch.nn.Module, names: Iterable[str], batch: Any, forward: Forward = default_forward
+) -> list[list[str]]:
+    """The weights ``names`` in the order their layers first run on ``batch``, in groups:
+    consecutive layers called on the very same input tensor (q/k/v, gate/up) share a group,
+    since pruning one of them cannot change the input of the others."""
+    names = list(names)
+    groups: list[list[str]] = []
+    seen: set[str] = set()
+    # Only the previous layer's input is held (not every input: memory); holding it keeps
+    # its id from being reused by a new tensor, so `is` stays meaningful.
+    last: list[torch.Tensor] = []
+
+    def hook(name: str) -> Hook:
+        def record(_: torch.nn.Module, inputs: tuple[torch.Tensor, ...], __: object) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            if groups and inputs[0] is last[0]:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+            last[:] = [inputs[0]]
+
+        return record
+
+    _run_hooked(model, {n: hook(n) for n in names}, [batch], forward)
+    last.clear()
+    missing = [n for n in names if n not in seen]
+    if missing:
+        raise ValueError(f"the calibration data never reached {missing[0]}")
+    return groups
 
 
 def _wanda_groups(sparsities: Mapping[str, float], order: list[str]) -> list[list[str]]:
@@ -144,13 +201,28 @@ def _wanda_groups(sparsities: Mapping[str, float], order: list[str]) -> list[lis
     return list(groups.values())
 
 
+def _sequential_mode(sequential: bool | str) -> str | None:
+    """None (one-shot), ``block`` or ``layer``; ``True`` means ``block``."""
+    if isinstance(sequential, bool):
+        return "block" if sequential else None
+    if sequential not in SEQUENTIAL:
+        raise ValueError(f"sequential must be 'block' or 'layer', got {sequential!r}")
+    return sequential
+
+
+def _zero(W: torch.Tensor, mask: torch.Tensor) -> float:
+    """Zero the masked entries of W in place; returns W's fraction of zeros."""
+    W[mask] = 0
+    return float((W == 0).sum()) / W.numel()
+
+
 def prune_module(
     model: torch.nn.Module,
     sparsities: Mapping[str, float],
     method: str = "magnitude",
     calibration: Iterable[Any] | None = None,
     forward: Forward = default_forward,
-    sequential: bool = False,
+    sequential: bool | str = False,
 ) -> dict[str, float]:
     """Prune the planned weights of a module in place; returns the achieved sparsities.
 
@@ -160,34 +232,38 @@ def prune_module(
         method: ``magnitude`` or ``wanda``.
         calibration: batches for Wanda (see :func:`default_forward`).
         forward: how a batch is fed to the model.
-        sequential: Wanda block by block, as Sun et al. run it: the input norms of block
-            b's layers are collected with blocks < b already pruned (one pass over the
-            calibration data per block). Without it, one pass on the dense model (one-shot).
+        sequential: Wanda only. ``False``: one-shot, every input norm from one pass on the
+            dense model. ``"block"`` (or ``True``): block by block, as Sun et al. run it,
+            block b's norms collected with blocks < b already pruned. ``"layer"``: layer by
+            layer in execution order (:func:`execution_groups`), each layer's norms
+            collected with every earlier layer already pruned. Each sequential step is one
+            pass over the calibration data.
     """
     if method not in METHODS:
         raise ValueError(f"method must be 'magnitude' or 'wanda', got {method!r}")
+    mode = _sequential_mode(sequential)
     params = dict(model.named_parameters())
     check_sparsities(sparsities, params)
     if method == "magnitude":
+        with torch.no_grad():
+            return {
+                n: _zero(params[n], magnitude_mask(params[n], float(s)))
+                for n, s in sparsities.items()
+            }
+    batches = list(calibration) if calibration is not None else []  # iterated per group
+    if not batches:
+        raise ValueError("Wanda needs calibration data (got no batches)")
+    if mode is None:
         groups = [list(sparsities)]
-    elif calibration is None:
-        raise ValueError("Wanda needs calibration data")
+    elif mode == "block":
+        groups = _wanda_groups(sparsities, list(params))
     else:
-        calibration = list(calibration)  # iterated once per group
-        groups = _wanda_groups(sparsities, list(params)) if sequential else [list(sparsities)]
+        groups = execution_groups(model, sparsities, batches[0], forward)
     achieved = {}
     for group in groups:
-        norms: dict[str, torch.Tensor] = {}
-        if method == "wanda":
-            assert calibration is not None  # checked above
-            norms = input_norms(model, group, calibration, forward)
+        norms = input_norms(model, group, batches, forward)
         with torch.no_grad():
             for name in group:
                 W, s = params[name], float(sparsities[name])
-                if method == "wanda":
-                    mask = wanda_mask(W, norms[name].to(W.device), s)
-                else:
-                    mask = magnitude_mask(W, s)
-                W[mask] = 0
-                achieved[name] = float((W == 0).sum()) / W.numel()
+                achieved[name] = _zero(W, wanda_mask(W, norms[name].to(W.device), s))
     return achieved
