@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,3 +53,27 @@ def retrain_table(
         bits = heldout_bits(model, held)
         out[name] = {"heldout_bits": bits, "recovered": recovered(base_bits, tuned_bits, bits)}
     return out
+
+
+def summary(results: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: per fine-tune and ranking, the share recovered, mean (min–max) over runs;
+    first the held-out bits per token of the base and the fine-tune."""
+
+    def cell(values: Sequence[float], fmt: str = ".2f") -> str:
+        return f"{np.mean(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+    base = [float(r["base_heldout_bits"]) for r in results]
+    lines = [f"held-out bits/token of the base: {cell(base, '.3f')}", ""]
+    lines += [
+        "| fine-tune | retrained on the top k of | held-out gain recovered |",
+        "|---|---|---:|",
+    ]
+    for tune in ("full", "lora"):
+        tuned = [float(r[f"{tune}_retrain"]["tuned_heldout_bits"]) for r in results]
+        gain = [b - t for b, t in zip(base, tuned, strict=True)]
+        lines.append(f"| {tune} | (the fine-tune's gain, bits/token) | {cell(gain, '.3f')} |")
+        for ranking, row in results[0][f"{tune}_retrain"].items():
+            if isinstance(row, Mapping):
+                shares = [float(r[f"{tune}_retrain"][ranking]["recovered"]) for r in results]
+                lines.append(f"| {tune} | {ranking} | {cell(shares)} |")
+    return "\n".join(lines)

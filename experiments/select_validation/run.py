@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from experiments.select_validation.retrain import Tune, heldout_bits, retrain_table
+from experiments.select_validation.retrain import Tune, heldout_bits, retrain_table, summary
 from layerscope.probes.attribution import Tangent, attribute, delta_from_lora
 from layerscope.probes.memorization import sequence_bits
 
@@ -323,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.summarize:
-        print(table([json.loads(f.read_text()) for f in args.summarize]))
+        runs = [json.loads(f.read_text()) for f in args.summarize]
+        print(table(runs))
+        if all("full_retrain" in r for r in runs):
+            print("\n" + summary(runs))
         return 0
     if args.sdist is None or args.out is None:
         p.error("--sdist and --out are required (or --summarize FILES)")

@@ -107,3 +107,17 @@ def test_one_work_split(tmp_path: Path) -> None:
     _, pool_r, held_r, work_r = val.split(texts, random_cfg)
     assert work_r is None and len(pool_r) == 100 and len(held_r) == 30
     assert not set(held_r) & set(pool_r)
+
+
+def test_summary_gives_mean_and_range_of_the_recovered_share() -> None:
+    def run(base: float, share: float) -> dict[str, object]:
+        rows = {"select": {"heldout_bits": 0.0, "recovered": share}}
+        out: dict[str, object] = {"base_heldout_bits": base}
+        for tune in ("full", "lora"):
+            out[f"{tune}_retrain"] = {"tuned_heldout_bits": base - 0.5, **rows}
+        return out
+
+    lines = retrain.summary([run(4.0, 0.25), run(5.0, 0.75)]).splitlines()
+    assert lines[0] == "held-out bits/token of the base: 4.500 (4.000–5.000)"
+    assert "| full | (the fine-tune's gain, bits/token) | 0.500 (0.500–0.500) |" in lines
+    assert "| lora | select | 0.50 (0.25–0.75) |" in lines
