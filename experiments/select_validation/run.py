@@ -320,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scratch", type=Path, default=Path("/tmp/select-validation"))
     p.add_argument("--base-steps", type=int, default=Config.base_steps)
     p.add_argument("--truth", choices=("random", "work"), default=Config.truth)
+    p.add_argument("--ft-steps", type=int, default=Config.ft_steps, help="fine-tune steps")
+    p.add_argument("--ft-lr", type=float, default=Config.ft_lr, help="full fine-tune lr")
+    p.add_argument("--lora-lr", type=float, default=Config.lora_lr, help="LoRA fine-tune lr")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.summarize:
@@ -330,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.sdist is None or args.out is None:
         p.error("--sdist and --out are required (or --summarize FILES)")
-    cfg = Config(base_steps=args.base_steps, truth=args.truth, seed=args.seed)
+    recipe = {"ft_steps": args.ft_steps, "ft_lr": args.ft_lr, "lora_lr": args.lora_lr}
+    cfg = Config(base_steps=args.base_steps, truth=args.truth, seed=args.seed, **recipe)
     results = run(cfg, args.sdist, args.scratch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
