@@ -58,14 +58,44 @@ def test_full_finetune_with_text_candidates_writes_json_and_csv(
     args = (dirs["base"], dirs["tuned"], "--candidates", dirs["texts"], "--top", 4)
     assert _run(*args, "--projection-dim", 512, "-o", js, "-o", csv, "--html", page) == 0
     data = json.loads(js.read_text())
-    assert data["kind"] == "attribution" and data["schema_version"] == 1
+    assert data["kind"] == "attribution" and data["schema_version"] == 2
     assert {row["id"] for row in data["selected"]} == {f"d{i}" for i in fx.TRUE}
+    assert data["ids"] == [f"d{i}" for i in range(fx.NUM_DOCS)]
+    picked = [fx.text(fx.documents()[row["index"]])[:200] for row in data["selected"]]
+    assert [row["document"] for row in data["selected"]] == picked
     assert len(data["alignment"]) == fx.NUM_DOCS and data["meta"]["tuned"] == str(dirs["tuned"])
     frame = pd.read_csv(csv)
     assert list(frame.columns) == ["rank", "index", "id", "alignment", "coverage"]
     assert set(frame["index"]) == set(fx.TRUE)
     assert "documents behind" in capsys.readouterr().out
     assert fx.text(fx.documents()[fx.TRUE[0]])[:40] in page.read_text()
+    # layerscope report: the same page from the saved JSON (one renderer, no model needed)
+    assert main(["report", str(js), "-q"]) == 0
+    assert (tmp_path / "ranked.html").read_text() == page.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "message"),
+    [
+        ({"schema_version": 2, "kind": "attribution", "selected": []}, [], "not a complete"),
+        ({"schema_version": 7, "kind": "attribution"}, [], "unsupported schema version 7"),
+        ({"schema_version": 2, "kind": "llc"}, [], "expected a scan, compare or attribution"),
+        ({"schema_version": 2, "kind": "attribution"}, ["--fail-on", "ok>0"], "not attribution"),
+    ],
+)
+def test_report_of_a_bad_attribution_file_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: dict[str, Any],
+    extra: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "ranked.json"
+    path.write_text(json.dumps(content))
+    assert main(["report", str(path), *extra]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and str(path) in errors[0]
+    assert not (tmp_path / "ranked.html").exists()
 
 
 def test_lora_adapter_with_token_id_candidates(

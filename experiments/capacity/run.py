@@ -14,7 +14,9 @@ steps taken and whether training stopped on convergence. Training: AdamW (lr 1e-
 β = (0.9, 0.999), no weight decay, 100 warm-up steps), batches of up to 128 sequences
 drawn at random; every ``eval_every`` steps the memorized bits are measured and
 training stops once they grew by less than ``tol`` (relative) over the last
-evaluation window, or after ``max_steps``.
+evaluation window, or after ``max_steps``. ``--decay linear`` or ``cosine`` lowers the
+learning rate after warm-up to 0 at ``max_steps`` (then training runs all ``max_steps``;
+``converged`` still says whether the last window grew by less than ``tol``).
 
     python -m experiments.capacity.run --layers 1 --width 32 --vocab 64 \\
         --sizes 64,256,1024 --max-steps 4000 --out docs/memorization/capacity.csv
@@ -54,7 +56,12 @@ COLUMNS = (
     "converged",
     "final_loss",
     "seconds",
+    "lr",
+    "decay",
 )
+
+
+DECAYS = ("none", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,12 @@ class Config:
     max_steps: int = 4000
     eval_every: int = 500
     tol: float = 0.005
+    decay: str = "none"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.decay not in DECAYS:
+            raise ValueError(f"decay must be one of {DECAYS}, got {self.decay!r}")
 
     @property
     def heads(self) -> int:
@@ -107,8 +119,15 @@ def random_data(cfg: Config) -> torch.Tensor:
     return torch.randint(0, cfg.vocab, (cfg.samples, cfg.seq_len), generator=gen)
 
 
-def _lr(step: int, base: float, warmup: int = 100) -> float:
-    return base * min(1.0, (step + 1) / warmup)
+def _lr(step: int, base: float, total: int, decay: str = "none", warmup: int = 100) -> float:
+    """Linear warm-up over ``warmup`` steps, then constant (``none``), falling linearly to
+    0 at step ``total`` (``linear``), or along a half cosine to 0 (``cosine``; Loshchilov &
+    Hutter, "SGDR", arXiv 1608.03983)."""
+    rate = base * min(1.0, (step + 1) / warmup)
+    if decay == "none" or step < warmup:
+        return rate
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return rate * (1.0 - frac if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 def train(cfg: Config) -> dict[str, object]:
@@ -120,12 +139,12 @@ def train(cfg: Config) -> dict[str, object]:
     history: list[float] = []
     loss = torch.tensor(math.nan)
     step, converged = 0, False
-    while step < cfg.max_steps and not converged:
+    while step < cfg.max_steps and not (converged and cfg.decay == "none"):
         model.train()
         for _ in range(min(cfg.eval_every, cfg.max_steps - step)):
             idx = torch.randint(0, cfg.samples, (min(cfg.batch, cfg.samples),), generator=gen)
             for group in opt.param_groups:
-                group["lr"] = _lr(step, cfg.lr)
+                group["lr"] = _lr(step, cfg.lr, cfg.max_steps, cfg.decay)
             opt.zero_grad(set_to_none=True)
             loss = model(data[idx], labels=data[idx]).loss
             loss.backward()
@@ -135,7 +154,7 @@ def train(cfg: Config) -> dict[str, object]:
         converged = len(history) >= 2 and history[-1] - history[-2] < cfg.tol * history[-1]
     data_bits = cfg.samples * (cfg.seq_len - 1) * math.log2(cfg.vocab)
     params = count_parameters(model)
-    row = {k: v for k, v in asdict(cfg).items() if k in COLUMNS}
+    row = {k: v for k, v in asdict(cfg).items() if k in COLUMNS}  # lr, decay too
     return {
         **row,
         "heads": cfg.heads,
@@ -164,7 +183,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=_ints, default=[0], help="seeds (model init and data)")
     for f in fields(Config):
         if f.name not in ("layers", "width", "samples", "seed"):
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            choices = DECAYS if f.name == "decay" else None
+            flag = f"--{f.name.replace('_', '-')}"
+            p.add_argument(flag, type=type(f.default), default=f.default, choices=choices)
     p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
     return p.parse_args(argv)
 

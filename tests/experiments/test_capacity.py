@@ -37,3 +37,27 @@ def test_small_data_are_memorized_and_the_csv_is_consistent(tmp_path: Path) -> N
     assert row["params"] == 16 * d + 16 * d + (12 * d * d + 13 * d) + 2 * d
     assert 0.9 * row["data_bits"] < row["memorized_bits"] <= row["data_bits"] + 1e-6
     assert row["bits_per_param"] == pytest.approx(row["memorized_bits"] / row["params"])
+    assert (row["steps"], row["decay"]) == (200, "none")  # stopped on convergence
+
+
+def test_learning_rate_schedules() -> None:
+    assert cap._lr(0, 1.0, 1000) == pytest.approx(0.01)  # warm-up: (step + 1) / 100
+    assert cap._lr(99, 1.0, 1000, "linear") == 1.0
+    assert cap._lr(500, 1.0, 1000) == 1.0
+    assert cap._lr(550, 1.0, 1000, "linear") == pytest.approx(0.5)  # (1000 - 550) / 900
+    assert cap._lr(550, 1.0, 1000, "cosine") == pytest.approx(0.5)  # cos(π/2) = 0
+    assert cap._lr(325, 1.0, 1000, "cosine") == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
+    assert cap._lr(1000, 1.0, 1000, "linear") == cap._lr(1000, 1.0, 1000, "cosine") == 0.0
+    with pytest.raises(ValueError, match="decay must be one of"):
+        cap.Config(decay="step")
+
+
+def test_a_decayed_run_takes_all_its_steps(tmp_path: Path) -> None:
+    out = tmp_path / "cap.csv"
+    args = ["--vocab", "16", "--seq-len", "16", "--sizes", "4", "--lr", "0.01"]
+    args += ["--max-steps", "300", "--eval-every", "100", "--decay", "linear", "--out", str(out)]
+    assert cap.main(args) == 0
+    row = pd.read_csv(out).iloc[0]
+    # The same run at a constant rate stops at step 200 (converged; see the test above).
+    assert (row["steps"], row["lr"], row["decay"]) == (300, 0.01, "linear")
+    assert bool(row["converged"])

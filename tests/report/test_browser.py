@@ -170,3 +170,28 @@ def test_run_report_in_chromium(browser: Any, tmp_path: Path, artifacts: Path) -
     assert "alpha" in info and "at step" in info
     browser.save_screenshot(str(artifacts / "run-report.png"))
     assert _errors(browser) == []
+
+
+def test_attribution_report_in_chromium(browser: Any, tmp_path: Path, artifacts: Path) -> None:
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from layerscope.probes.attribution import AttributionResult
+    from layerscope.report.html.attribution_view import attribution_html
+
+    alignment = np.random.default_rng(0).normal(size=200)
+    picks = np.argsort(-alignment)[:5]
+    ids = [f"<b>doc {i}</b>" for i in range(200)]
+    documents = [f"text of document {i}" for i in picks]
+    coverage = np.linspace(0.3, 0.6, 5)
+    result = AttributionResult(alignment, picks, coverage, ids, {"tuned": "t/"}, documents)
+    write_html(tmp_path / "ranked.html", attribution_html(result))
+    browser.get((tmp_path / "ranked.html").resolve().as_uri())
+    assert _errors(browser) == []
+    chart = browser.find_element(By.CSS_SELECTOR, "#ranking svg")
+    assert chart.size["width"] > 300 and chart.size["height"] > 100
+    assert len(chart.find_elements(By.CSS_SELECTOR, "circle.v-traps")) == 5
+    rows = browser.find_elements(By.CSS_SELECTOR, "#selection tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == [ids[i] for i in picks]
+    assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == documents[0]
+    browser.save_screenshot(str(artifacts / "attribution-report.png"))

@@ -224,9 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     p.set_defaults(func=cmd_diff)
     p = sub.add_parser(
-        "report", help="self-contained HTML page of a saved scan/compare result or a tracked run"
+        "report",
+        help="self-contained HTML page of a saved scan/compare/attribute result or a tracked run",
     )
-    p.add_argument("input", help="scan or compare result (.json), or a run store (.db)")
+    p.add_argument("input", help="scan, compare or attribute result (.json), or a run store (.db)")
     # -o/--out is the file a command writes, as in scan/compare/diff; --output is the old name.
     p.add_argument(
         "--out",

@@ -229,6 +229,7 @@ def _device(name: str) -> str:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Load, rank, write ``--out`` files, print the selection."""
+    from layerscope.probes._attribution_result import preview
     from layerscope.probes.attribution import AttributionOptions, attribute
 
     for path in args.out:
@@ -260,33 +261,46 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         ),
     )
     where = {"base": args.base, "tuned": args.tuned, "candidates": args.candidates}
-    result = replace(result, meta={**where, **result.meta})
+    documents = [preview(docs[i][1]) for i in result.selected.tolist()]
+    result = replace(result, meta={**where, **result.meta}, documents=documents)
     for path in args.out:
         if path.lower().endswith(".json"):
             result.to_json(path)
         else:
             result.to_csv(path)
-    html_report(args, lambda: _page(result, docs))
+    html_report(args, lambda: _page(result))
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
     elif args.format == "csv":
         print(result.to_frame().to_csv(index=False), end="")
     elif not args.quiet:
-        render(result, docs)
+        render(result)
     return 0
 
 
-def _preview(content: Any) -> str:
-    return content if isinstance(content, str) else " ".join(map(str, content))
+def report_attribution(args: argparse.Namespace, source: Path, gate_rules: list[Any]) -> int:
+    """``layerscope report ranked.json``: the page ``--html`` writes, from a saved result."""
+    from layerscope.probes.attribution import AttributionResult
+
+    if gate_rules:
+        raise UserError(
+            f"{source}: --fail-on/--policy apply to scan and compare results, not attribution"
+        )
+    try:
+        result = AttributionResult.from_json(source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    html_report(args, lambda: _page(result))
+    return 0
 
 
-def _page(result: AttributionResult, docs: list[tuple[str, Any]]) -> str:
+def _page(result: AttributionResult) -> str:
     from layerscope.report.html.attribution_view import attribution_html
 
-    return attribution_html(result, [_preview(content) for _, content in docs])
+    return attribution_html(result)
 
 
-def render(result: AttributionResult, docs: list[tuple[str, Any]]) -> None:
+def render(result: AttributionResult) -> None:
     """The selection as a table, with the start of each document's text."""
     table = Table(
         title=f"documents behind {escape(str(result.meta.get('tuned', 'the update')))}",
@@ -294,13 +308,13 @@ def render(result: AttributionResult, docs: list[tuple[str, Any]]) -> None:
     )
     for column in ("rank", "id", "alignment", "coverage", "document"):
         table.add_column(column, justify="left" if column in ("id", "document") else "right")
-    for row in result.to_frame().to_dict(orient="records"):
-        preview = _preview(docs[int(row["index"])][1])
+    documents = result.documents or [""] * result.selected.size
+    for row, text in zip(result.to_frame().to_dict(orient="records"), documents, strict=True):
         table.add_row(
             str(row["rank"]),
             escape(str(row["id"])),
             f"{row['alignment']:.3f}",
             f"{row['coverage']:.3f}",
-            escape(" ".join(preview.split())[:60]),
+            escape(text[:60]),
         )
     stdout().print(table)

@@ -83,7 +83,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """``layerscope report INPUT``: the HTML page of a saved scan/compare result or a run."""
+    """``layerscope report INPUT``: the HTML page of a saved scan/compare/attribution result
+    or a run."""
     from layerscope.compare_result import CompareResult
     from layerscope.report.html import compare_html, run_html, scan_html
 
@@ -107,6 +108,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     kind = _result_kind(source)
     args.html = args.out or str(source.with_suffix(".html"))
+    if kind == "attribution":
+        from layerscope.cli.attribute import report_attribution
+
+        return report_attribution(args, source, gate_rules)
     try:
         result = (ScanResult if kind == "scan" else CompareResult).from_json(source)
     except KeyError as exc:
@@ -125,7 +130,8 @@ def _file_name(text: str) -> str:
 
 
 def _result_kind(path: Path) -> str:
-    """``scan`` or ``compare``, from a saved result's ``kind``; UserError otherwise."""
+    """``scan``, ``compare`` or ``attribution``, from a saved result's ``kind``; UserError
+    otherwise."""
     import json
 
     try:
@@ -135,8 +141,12 @@ def _result_kind(path: Path) -> str:
             f"{path}: neither a layerscope JSON result nor a run store ({exc})"
         ) from exc
     kind = data.get("kind", "scan") if isinstance(data, dict) else None
+    if kind == "attribution":
+        return "attribution"
     if kind not in ("scan", "compare") or "layers" not in data:
-        raise UserError(f"{path}: expected a scan or compare result, found kind {kind!r}")
+        raise UserError(
+            f"{path}: expected a scan, compare or attribution result, found kind {kind!r}"
+        )
     return str(kind)
 
 

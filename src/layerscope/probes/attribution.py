@@ -30,24 +30,35 @@ addition; see :func:`delta_from_lora`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from numpy.typing import NDArray
 from torch import nn
 
 from layerscope.adapters.base import LayerWeights
 from layerscope.adapters.peft import LoraFactors
+from layerscope.probes._attribution_result import AttributionResult
 from layerscope.probes._sketch import CountSketch
 from layerscope.probes.memorization import logits_of
 from layerscope.scan import ProgressEvent
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "AttributionOptions",
+    "AttributionResult",
+    "Progress",
+    "Tangent",
+    "attribute",
+    "delta_from_lora",
+    "delta_from_weights",
+    "document_gradients",
+    "greedy_select",
+    "tangent_part",
+]
+
 Progress = Callable[[ProgressEvent], None]
 Tangent = tuple[torch.Tensor, torch.Tensor]
 
@@ -74,62 +85,6 @@ class AttributionOptions:
         for name in ("top", "projection_dim", "checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class AttributionResult:
-    """Alignment of every candidate and the greedy selection.
-
-    Attributes:
-        alignment: ⟨ĝ(x), t⟩ per candidate, in input order.
-        selected: indices of the selected candidates, in the order picked.
-        coverage: cos(Σ ĝ over the first r picks, t) after each pick r.
-        ids: the candidates' identifiers.
-        meta: options and sizes (parameters compared, Δ norm...).
-    """
-
-    alignment: NDArray[np.float64]
-    selected: NDArray[np.int64]
-    coverage: NDArray[np.float64]
-    ids: list[str]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The selection as a table: rank, index, id, alignment, coverage."""
-        return pd.DataFrame(
-            {
-                "rank": np.arange(1, self.selected.size + 1),
-                "index": self.selected,
-                "id": [self.ids[i] for i in self.selected],
-                "alignment": self.alignment[self.selected],
-                "coverage": self.coverage,
-            }
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: schema version, meta, the selection and every candidate's alignment."""
-        from layerscope.results import records
-
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "attribution",
-            "meta": self.meta,
-            "selected": records(self.to_frame()),
-            "alignment": [float(a) for a in self.alignment],
-        }
-
-    def to_json(self, path: str) -> None:
-        """Write :meth:`to_dict` as JSON (atomically)."""
-        from layerscope.results import atomic_write
-
-        text = json.dumps(self.to_dict(), indent=2)
-        atomic_write(path, lambda h: h.write(text.encode()))
-
-    def to_csv(self, path: str) -> None:
-        """Write the selection table as CSV (atomically)."""
-        from layerscope.results import atomic_write
-
-        atomic_write(path, lambda h: h.write(self.to_frame().to_csv(index=False).encode()))
 
 
 # ---------------------------------------------------------------- the weight delta

@@ -3,8 +3,6 @@ by ``layerscope attribute`` (:mod:`layerscope.probes.attribution`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from layerscope.probes.attribution import AttributionResult
@@ -54,17 +52,19 @@ def _chart(result: AttributionResult) -> str:
     return svg(plot, body, "alignment of every candidate, selected ones marked")
 
 
-def attribution_html(result: AttributionResult, previews: Sequence[str] | None = None) -> str:
-    """The page: summary, the alignment of every candidate, the selection table.
+def attribution_html(result: AttributionResult) -> str:
+    """The page: summary, the alignment of every candidate, the selection table with the
+    start of each selected document (``result.documents``; blank when not kept).
 
-    Args:
-        result: the ranking.
-        previews: one text per candidate (input order) whose start is shown in the table.
+    One renderer for both entry points: ``layerscope attribute --html`` at ranking time
+    and ``layerscope report`` on a saved JSON result.
     """
+    documents = result.documents or [""] * result.selected.size
     rows = []
-    for rank, (i, cov) in enumerate(zip(result.selected.tolist(), result.coverage, strict=True)):
-        text = " ".join(previews[i].split())[:PREVIEW_CHARS] if previews else ""
-        rows.append([rank + 1, result.ids[i], f"{result.alignment[i]:.3f}", f"{cov:.3f}", text])
+    picks = zip(result.selected.tolist(), result.coverage, documents, strict=True)
+    for rank, (i, cov, text) in enumerate(picks, 1):
+        shown = " ".join(text.split())[:PREVIEW_CHARS]
+        rows.append([rank, result.ids[i], f"{result.alignment[i]:.3f}", f"{cov:.3f}", shown])
     table = simple_table(rows, ["rank", "id", "alignment", "coverage", "document"])
     note = (
         "Alignment: cosine of the candidate's projected loss gradient at the base model with "
