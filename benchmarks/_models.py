@@ -135,13 +135,10 @@ def _structured(
     return w
 
 
-def llama_tensors(shape: LlamaShape, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The state dict of the synthetic model (float32, contiguous), in checkpoint order."""
-    torch.manual_seed(seed)  # StudentT samples from the global generator
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    h, i = shape.hidden, shape.intermediate
-    dims = {
+def llama_block_dims(hidden: int, intermediate: int) -> dict[str, tuple[int, int]]:
+    """Weight shapes (out, in) of one Llama block's seven matrices, as nn.Linear stores them."""
+    h, i = hidden, intermediate
+    return {
         "self_attn.q_proj": (h, h),
         "self_attn.k_proj": (h, h),
         "self_attn.v_proj": (h, h),
@@ -150,6 +147,15 @@ def llama_tensors(shape: LlamaShape, seed: int = 0) -> dict[str, torch.Tensor]:
         "mlp.up_proj": (i, h),
         "mlp.down_proj": (h, i),
     }
+
+
+def llama_tensors(shape: LlamaShape, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of the synthetic model (float32, contiguous), in checkpoint order."""
+    torch.manual_seed(seed)  # StudentT samples from the global generator
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    h = shape.hidden
+    dims = llama_block_dims(h, shape.intermediate)
     tensors: dict[str, torch.Tensor] = {}
     for b in range(shape.blocks):
         prefix = f"model.layers.{b}."

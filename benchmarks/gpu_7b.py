@@ -21,19 +21,7 @@ from pathlib import Path
 import torch
 
 import layerscope
-
-
-def shapes(hidden: int, ffn: int) -> dict[str, tuple[int, int]]:
-    """Weight shapes (out, in) of one Llama block, as ``nn.Linear`` stores them."""
-    return {
-        "self_attn.q_proj": (hidden, hidden),
-        "self_attn.k_proj": (hidden, hidden),
-        "self_attn.v_proj": (hidden, hidden),
-        "self_attn.o_proj": (hidden, hidden),
-        "mlp.gate_proj": (ffn, hidden),
-        "mlp.up_proj": (ffn, hidden),
-        "mlp.down_proj": (hidden, ffn),
-    }
+from _models import llama_block_dims
 
 
 def write_model(out: Path, blocks: int, hidden: int, ffn: int, vocab: int, dev: str) -> float:
@@ -55,7 +43,7 @@ def write_model(out: Path, blocks: int, hidden: int, ffn: int, vocab: int, dev: 
     for shard, start in enumerate(range(0, blocks, 4)):
         tensors = first if start == 0 else {}
         for i in range(start, min(blocks, start + 4)):
-            for name, (rows, cols) in shapes(hidden, ffn).items():
+            for name, (rows, cols) in llama_block_dims(hidden, ffn).items():
                 tensors[f"model.layers.{i}.{name}.weight"] = rand(rows, cols)
         file = f"model-{shard + 1:05d}-of-{num:05d}.safetensors"
         save_file(tensors, str(out / file), metadata={"format": "pt"})
@@ -89,7 +77,7 @@ def main() -> int:
     args = p.parse_args()
     dev = args.device
     write_s = write_model(args.out, args.blocks, args.hidden, args.ffn, args.vocab, dev)
-    params = args.blocks * sum(r * c for r, c in shapes(args.hidden, args.ffn).values())
+    params = args.blocks * sum(r * c for r, c in llama_block_dims(args.hidden, args.ffn).values())
     params += args.vocab * args.hidden
     print(f"wrote {params / 1e9:.2f}B parameters (bf16) in {write_s:.1f} s", flush=True)
     if dev == "cuda":  # CUDA's context, cuBLAS and cuSOLVER start outside the timed scans

@@ -14,22 +14,13 @@ import pytest
 import torch
 from torch import nn
 
+from _toy_lms import Unigram
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 from experiments.select_validation import retrain
 from experiments.select_validation import run as val
 
 V = 7
-
-
-class Unigram(nn.Module):
-    """Every position predicts softmax(w); ``fit`` moves w to the data's frequencies."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w.clone())
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.w.expand(*ids.shape, -1)
 
 
 def _counts_model(docs: torch.Tensor) -> nn.Module:

@@ -12,21 +12,11 @@ import torch
 from scipy.special import log_softmax
 from torch import nn
 
+from _toy_lms import Unigram
 from layerscope.probes.memorization import memorized_bits
 from layerscope.scan import ProgressEvent
 
 V = 11
-
-
-class Unigram(nn.Module):
-    """Every position predicts the same distribution softmax(w)."""
-
-    def __init__(self, w: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(w.clone())
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.w.expand(*ids.shape, -1)
 
 
 class Bigram(nn.Module):
