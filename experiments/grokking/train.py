@@ -13,6 +13,7 @@ a probe batch). Training state is saved to ``OUT/state.pt`` every
 
     python -m experiments.grokking.train --config short --out /tmp/grok
     nice -n 19 python -m experiments.grokking.train --config long --wd 0 --out runs/wd0
+    python -m experiments.grokking.train --config long --device cuda --out runs/gpu  # on a GPU
 """
 
 from __future__ import annotations
