@@ -35,31 +35,21 @@ from layerscope.functional import intra, powerlaw
 from reference._compare import Check, assert_close, compare_tables, report
 from reference.test_ww_fit_options import MINILM_IDS
 
-EXACT = (
-    Check("N"),
-    Check("M"),
-    Check("num_evals"),
-    Check("alpha", atol=1e-6),
-    Check("xmin", rtol=1e-6),
-    Check("D", atol=1e-6),
-    Check("num_pl_spikes"),
-    Check("lambda_max", rtol=1e-6),
-    Check("log_norm", atol=1e-6),
-)
+
+def _checks(tol: float, extra: tuple[str, ...] = ()) -> tuple[Check, ...]:
+    """The compared columns: counts exactly, values within ``tol``."""
+    counts = (Check("N"), Check("M"), Check("num_evals"), Check("num_pl_spikes"))
+    absolute = ("alpha", "D", "log_norm", "entropy")
+    values = tuple(
+        Check(c, atol=tol) if c in absolute else Check(c, rtol=tol)
+        for c in ("alpha", "xmin", "D", "lambda_max", "log_norm", *extra)
+    )
+    return counts + values
+
+
+EXACT = _checks(1e-6)
 # WeightWatcher's intra product is formed in float32.
-INTRA = (
-    Check("N"),
-    Check("M"),
-    Check("num_evals"),
-    Check("alpha", atol=1e-5),
-    Check("xmin", rtol=1e-5),
-    Check("D", atol=1e-5),
-    Check("num_pl_spikes"),
-    Check("lambda_max", rtol=1e-5),
-    Check("log_norm", atol=1e-5),
-    Check("stable_rank", rtol=1e-5),
-    Check("entropy", atol=1e-5),
-)
+INTRA = _checks(1e-5, ("stable_rank", "entropy"))
 CNN_DEPTHWISE = ([3, 6], ("2.weight", "5.weight"))  # WeightWatcher ids, our names
 # Every CNN layer but the 96→64 3×3 one (18,432 FFT eigenvalues: ~10 s in both tools).
 CNN_FFT = ([1, 3, 4, 6, 7, 13], ("[0-7].weight", "12.weight"))

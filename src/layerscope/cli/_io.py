@@ -54,11 +54,16 @@ def load_module_source(spec: str) -> Any:
 
 
 def resolve_source(arg: str) -> Any:
-    if Path(arg).exists():
-        return arg
-    if ":" in arg and not arg.startswith((".", "/")):
+    if ":" in arg and not arg.startswith((".", "/")) and not Path(arg).exists():
         return load_module_source(arg)
-    raise UserError(f"{arg}: no such file or directory")
+    return existing_path(arg)
+
+
+def existing_path(arg: str) -> str:
+    """``arg`` if the file or directory exists; a one-line UserError otherwise."""
+    if not Path(arg).exists():
+        raise UserError(f"{arg}: no such file or directory")
+    return arg
 
 
 def file_format(args: argparse.Namespace, path: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from layerscope.cli._io import UserError, import_object, stdout
+from layerscope.cli._io import UserError, existing_path, import_object, stdout
 
 
 def _fraction(text: str) -> float:
@@ -95,8 +95,7 @@ def cmd_plan_prune(args: argparse.Namespace) -> int:
     """Scan the model, allocate sparsities, print them and write the plan."""
     from layerscope.control.plan import prune_plan
 
-    if not Path(args.source).exists():
-        raise UserError(f"{args.source}: no such file or directory")
+    existing_path(args.source)
     plan = prune_plan(
         args.source,
         sparsity=args.sparsity,
@@ -143,8 +142,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Prune by the plan (or uniformly) and write the model in its input format."""
     from layerscope.control.apply import prune
 
-    if not Path(args.source).exists():
-        raise UserError(f"{args.source}: no such file or directory")
+    existing_path(args.source)
     if args.plan is not None and not Path(args.plan).is_file():
         raise UserError(f"{args.plan}: no such plan file")
     achieved = prune(

@@ -7,10 +7,9 @@ Library side: :mod:`layerscope.control.smooth` (rules) and
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from layerscope.cli._io import UserError, stdout
+from layerscope.cli._io import existing_path, stdout
 from layerscope.control.smooth import METHODS, RULES
 
 
@@ -65,8 +64,7 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     """
     from layerscope.control.smooth import smooth
 
-    if not Path(args.source).exists():
-        raise UserError(f"{args.source}: no such file or directory")
+    existing_path(args.source)
     done = smooth(
         args.source,
         args.out,
