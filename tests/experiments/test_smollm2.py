@@ -91,3 +91,15 @@ def test_held_out_takes_equal_whole_windows_per_work(tmp_path: Path) -> None:
     assert ids.tolist() == [ord("a")] * 32 + [ord("b")] * 32
     with pytest.raises(ValueError, match="less than one window"):
         study.held_out(chars, files, total=10, seqlen=8)
+
+
+def test_oneshot_from_cached_norms_equals_prune_module(tiny: torch.nn.Module) -> None:
+    calib_ids = torch.randint(0, 97, (200,), generator=torch.Generator().manual_seed(3))
+    args = argparse.Namespace(nsamples=3, seqlen=16)
+    layers = study.plans(tiny, [0.6], ["alpha_peak"])["alpha_peak", 0.6]
+    calib = study.windows(calib_ids, 3, 16, seed=5)
+    norms = study.oneshot_norms(tiny, sorted(layers), calib_ids, args, seed=5)
+    cached = dict(study.pruned_copy(tiny, layers, "wanda", calib, norms).named_parameters())
+    direct = dict(study.pruned_copy(tiny, layers, "wanda", calib, None).named_parameters())
+    assert all(torch.equal(cached[n], direct[n]) for n in layers)
+    assert len(set(layers.values())) > 1  # the near-peak alpha plan is not uniform

@@ -50,6 +50,13 @@ def _add_plan_parser(sub: Any) -> None:
         default="block",
         help="one value per repeated block (mean over its matrices; default) or per layer",
     )
+    p.add_argument(
+        "--fix-fingers",
+        choices=("xmin_peak", "xmin_peak_intended", "clip_xmax"),
+        help="tail fit behind alpha: default minimum-KS xmin; xmin_peak = xmin near the ESD "
+        "peak as the AlphaPruning code fits it (WeightWatcher's bound); xmin_peak_intended "
+        "= xmin in [0.95, 1.5)*peak; clip_xmax drops outlying top eigenvalues",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--out", "-o", metavar="FILE", help="write the plan (JSON) to FILE")
     p.add_argument("--quiet", "-q", action="store_true", help="no table")
@@ -103,6 +110,7 @@ def cmd_plan_prune(args: argparse.Namespace) -> int:
         eps=args.eps,
         mapping=args.mapping,
         device=args.device,
+        fix_fingers=args.fix_fingers,
     )
     if args.out:
         plan.to_json(args.out)

@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -225,6 +225,8 @@ def prune_plan(
     result = scan(source, metrics=(metric_group(metric),), **scan_options)
     described = str(result.meta.get("source", source))
     plan = plan_from_layers(result.layers, opts, described)
+    if scan_options.get("fix_fingers"):
+        plan = replace(plan, inputs={**plan.inputs, "fix_fingers": scan_options["fix_fingers"]})
     if not math.isfinite(plan.mean_sparsity):
         raise ValueError(f"{described}: the plan has no parameters")
     return plan
