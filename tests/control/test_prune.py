@@ -111,8 +111,12 @@ def test_wanda_layer_by_layer_against_numpy() -> None:
         passes.append(1)
         return model(x)
 
-    prune_module(net, plan, "wanda", batches, forward, sequential="layer")
+    cached = copy.deepcopy(net)
+    prune_module(net, plan, "wanda", batches, forward, sequential="layer", cache_blocks=False)
     assert len(passes) == 1 + 3 * len(batches)  # order pass + groups [a, b], [c], [d]
+    prune_module(cached, plan, "wanda", batches, sequential="layer")  # on the block's inputs
+    for k in "abcd":
+        assert torch.equal(cached.layers[0][k].weight, net.layers[0][k].weight)
     Wp = {k: _wanda_numpy(W[f"layers.0.{k}.weight"], X, 0.5) for k in "ab"}
     H = sum(np.maximum(X @ Wp[k].T + W[f"layers.0.{k}.bias"], 0.0) for k in "ab")
     Wp["c"] = _wanda_numpy(W["layers.0.c.weight"], H, 0.5)

@@ -216,6 +216,53 @@ def _zero(W: torch.Tensor, mask: torch.Tensor) -> float:
     return float((W == 0).sum()) / W.numel()
 
 
+def _wanda_group(
+    params: Mapping[str, torch.nn.Parameter],
+    sparsities: Mapping[str, float],
+    norms: Mapping[str, torch.Tensor],
+    prefix: str = "",
+) -> dict[str, float]:
+    """Zero one group's Wanda masks (norms keyed by names relative to ``prefix``)."""
+    achieved = {}
+    with torch.no_grad():
+        for rel, norm in norms.items():
+            name = f"{prefix}.{rel}" if prefix else rel
+            W, s = params[name], float(sparsities[name])
+            achieved[name] = _zero(W, wanda_mask(W, norm.to(W.device), s))
+    return achieved
+
+
+def _wanda_cached(
+    model: torch.nn.Module,
+    sparsities: Mapping[str, float],
+    batches: list[Any],
+    forward: Forward,
+    mode: str,
+) -> dict[str, float] | None:
+    """Sequential Wanda on cached block inputs (:mod:`layerscope.control.block_cache`);
+    None when the model's blocks do not pass its checks (the caller runs whole passes)."""
+    from layerscope.control import block_cache
+
+    blocks = block_cache.planned_blocks(model, sparsities)
+    calls = block_cache.block_inputs(model, blocks, batches, forward) if blocks else None
+    if blocks is None or calls is None:
+        return None
+    params = dict(model.named_parameters())
+    achieved: dict[str, float] = {}
+
+    def run(block: torch.nn.Module, call: block_cache.BlockCall) -> object:
+        return block(*call.args, **call.kwargs)
+
+    def prune_group(
+        block: torch.nn.Module, calls: list[block_cache.BlockCall], group: list[str], prefix: str
+    ) -> None:
+        norms = input_norms(block, group, calls, run)
+        achieved.update(_wanda_group(params, sparsities, norms, prefix))
+
+    block_cache.prune_blocks(blocks, calls, sparsities, mode, prune_group)
+    return achieved
+
+
 def prune_module(
     model: torch.nn.Module,
     sparsities: Mapping[str, float],
@@ -223,6 +270,7 @@ def prune_module(
     calibration: Iterable[Any] | None = None,
     forward: Forward = default_forward,
     sequential: bool | str = False,
+    cache_blocks: bool = True,
 ) -> dict[str, float]:
     """Prune the planned weights of a module in place; returns the achieved sparsities.
 
@@ -236,8 +284,11 @@ def prune_module(
             dense model. ``"block"`` (or ``True``): block by block, as Sun et al. run it,
             block b's norms collected with blocks < b already pruned. ``"layer"``: layer by
             layer in execution order (:func:`execution_groups`), each layer's norms
-            collected with every earlier layer already pruned. Each sequential step is one
-            pass over the calibration data.
+            collected with every earlier layer already pruned.
+        cache_blocks: sequential modes only. True: run each step on the cached inputs of
+            its block (:mod:`layerscope.control.block_cache`; the same activations, one
+            block's compute per step), falling back to whole passes when the model's blocks
+            fail its checks. False: one whole forward pass per step.
     """
     if method not in METHODS:
         raise ValueError(f"method must be 'magnitude' or 'wanda', got {method!r}")
@@ -253,6 +304,10 @@ def prune_module(
     batches = list(calibration) if calibration is not None else []  # iterated per group
     if not batches:
         raise ValueError("Wanda needs calibration data (got no batches)")
+    if mode is not None and cache_blocks:
+        cached = _wanda_cached(model, sparsities, batches, forward, mode)
+        if cached is not None:
+            return cached
     if mode is None:
         groups = [list(sparsities)]
     elif mode == "block":
@@ -262,8 +317,5 @@ def prune_module(
     achieved = {}
     for group in groups:
         norms = input_norms(model, group, batches, forward)
-        with torch.no_grad():
-            for name in group:
-                W, s = params[name], float(sparsities[name])
-                achieved[name] = _zero(W, wanda_mask(W, norms[name].to(W.device), s))
+        achieved.update(_wanda_group(params, sparsities, norms))
     return achieved
