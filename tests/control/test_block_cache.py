@@ -146,3 +146,30 @@ def test_refuses_stateful_blocks() -> None:
 
     assert blocks is not None
     assert block_inputs(net, blocks, [torch.randn(4, 8)], forward) is None
+
+
+class _Shared(torch.nn.Module):
+    """``a`` runs twice per pass (shared weights), ``tail`` after everything hooked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.tail = (torch.nn.Linear(6, 6) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.a(self.b(self.a(x))))
+
+
+def test_stop_early_keeps_norms_and_skips_the_rest() -> None:
+    from layerscope.control.prune import input_norms
+
+    torch.manual_seed(6)
+    net = _Shared()
+    batches = [torch.randn(3, 6) for _ in range(4)]
+    tail_calls: list[int] = []
+    net.tail.register_forward_hook(lambda *_: tail_calls.append(1))
+    for names, stops in ((["a.weight", "b.weight"], False), (["b.weight"], True)):
+        tail_calls.clear()
+        early = input_norms(net, names, batches, stop_early=True)
+        assert len(tail_calls) == (1 if stops else len(batches))  # first batch runs whole
+        whole = input_norms(net, names, batches)
+        assert all(torch.equal(early[n], whole[n]) for n in names)

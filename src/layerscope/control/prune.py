@@ -20,6 +20,7 @@ sparsity) or one uniform value. Reading and writing model files: :mod:`layerscop
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -105,22 +106,48 @@ def _linear(modules: Mapping[str, torch.nn.Module], name: str) -> torch.nn.Modul
 Hook = Callable[[torch.nn.Module, tuple[torch.Tensor, ...], object], None]
 
 
+class _StopForwardError(Exception):
+    """Ends a forward pass once every hooked layer has run (nothing later is needed)."""
+
+
 def _run_hooked(
     model: torch.nn.Module,
     hooks: Mapping[str, Hook],
     batches: Iterable[Any],
     forward: Forward,
+    stop_early: bool = False,
 ) -> None:
     """Run the batches through the model (eval mode, no gradients) with a forward hook on
-    the linear layer of each weight name; hooks removed and mode restored afterwards."""
+    the linear layer of each weight name; hooks removed and mode restored afterwards.
+
+    ``stop_early``: after the first batch, each pass ends as soon as every hooked layer
+    has run, provided each ran exactly once on the first batch (a layer called twice per
+    pass, e.g. shared weights, keeps whole passes).
+    """
     modules = dict(model.named_modules())
-    handles = [_linear(modules, n).register_forward_hook(h) for n, h in hooks.items()]
+    calls = dict.fromkeys(hooks, 0)
+    early = [False]
+
+    def counted(name: str, hook: Hook) -> Hook:
+        def run(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: object) -> None:
+            hook(module, inputs, out)
+            calls[name] += 1
+            if early[0] and all(c > 0 for c in calls.values()):
+                raise _StopForwardError
+
+        return run
+
+    handles = [_linear(modules, n).register_forward_hook(counted(n, h)) for n, h in hooks.items()]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for batch in batches:
-                forward(model, batch)
+            for i, batch in enumerate(batches):
+                calls.update(dict.fromkeys(calls, 0))
+                with contextlib.suppress(_StopForwardError):
+                    forward(model, batch)
+                if i == 0:
+                    early[0] = stop_early and all(c == 1 for c in calls.values())
     finally:
         for handle in handles:
             handle.remove()
@@ -132,11 +159,13 @@ def input_norms(
     names: Iterable[str],
     batches: Iterable[Any],
     forward: Forward = default_forward,
+    stop_early: bool = False,
 ) -> dict[str, torch.Tensor]:
     """‖X_j‖₂ of the inputs of the linear layers owning the parameters ``names``.
 
     Forward hooks accumulate Σ x_j² over every token of every batch (float64); the
-    model runs in eval mode without gradients.
+    model runs in eval mode without gradients. ``stop_early``: see :func:`_run_hooked`
+    (the norms are the same; the passes stop after the last layer needed).
     """
     names = list(names)
     sums: dict[str, torch.Tensor] = {}
@@ -149,7 +178,7 @@ def input_norms(
 
         return accumulate
 
-    _run_hooked(model, {n: hook(n) for n in names}, batches, forward)
+    _run_hooked(model, {n: hook(n) for n in names}, batches, forward, stop_early)
     missing = [n for n in names if n not in sums]
     if missing:
         raise ValueError(f"the calibration data never reached {missing[0]} (no batches?)")
@@ -256,7 +285,7 @@ def _wanda_cached(
     def prune_group(
         block: torch.nn.Module, calls: list[block_cache.BlockCall], group: list[str], prefix: str
     ) -> None:
-        norms = input_norms(block, group, calls, run)
+        norms = input_norms(block, group, calls, run, stop_early=True)
         achieved.update(_wanda_group(params, sparsities, norms, prefix))
 
     block_cache.prune_blocks(blocks, calls, sparsities, mode, prune_group)
@@ -316,6 +345,6 @@ def prune_module(
         groups = execution_groups(model, sparsities, batches[0], forward)
     achieved = {}
     for group in groups:
-        norms = input_norms(model, group, batches, forward)
+        norms = input_norms(model, group, batches, forward, stop_early=mode is not None)
         achieved.update(_wanda_group(params, sparsities, norms))
     return achieved
