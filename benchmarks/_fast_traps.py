@@ -18,6 +18,7 @@ from rich.table import Table
 import layerscope
 
 COLUMNS = ("num_traps", "rand_distance", "rand_sigma_mp", "trap_scale")
+DEFAULT_COLUMNS = ("alpha", "entropy", "rank_loss")  # moved by precision="float32"?
 
 
 def agreement(
@@ -30,9 +31,9 @@ def agreement(
     rows = []
     for name in f.index:
         row: dict[str, Any] = {"name": name, "N": int(f.at[name, "N"]), "M": int(f.at[name, "M"])}
-        row |= {f"{c}_fast": float(f.at[name, c]) for c in COLUMNS}
+        row |= {f"{c}_fast": float(f.at[name, c]) for c in COLUMNS + DEFAULT_COLUMNS}
         if e is not None and name in e.index:
-            row |= {f"{c}_exact": float(e.at[name, c]) for c in COLUMNS}
+            row |= {f"{c}_exact": float(e.at[name, c]) for c in COLUMNS + DEFAULT_COLUMNS}
         if name in ww_t.index:
             row |= {f"{c}_ww": float(ww_t.at[name, c]) for c in ("num_traps", "rand_distance")}
         rows.append(row)
@@ -49,6 +50,10 @@ def agreement(
     if "rand_sigma_mp_exact" in frame:
         rel = (frame["rand_sigma_mp_fast"] / frame["rand_sigma_mp_exact"] - 1).abs()
         out["rand_sigma_max_rel_diff_exact"] = float(rel.max())
+        for col in DEFAULT_COLUMNS:
+            out[f"{col}_max_abs_diff_exact"] = float(
+                (frame[f"{col}_fast"] - frame[f"{col}_exact"]).abs().max()
+            )
     return out
 
 
@@ -74,6 +79,13 @@ def print_agreement(console: Console, label: str, agr: dict[str, Any]) -> None:
     ]
     if "rand_sigma_max_rel_diff_exact" in agr:
         parts.append(f"max |Δσ|/σ vs exact {agr['rand_sigma_max_rel_diff_exact']:.4f}")
+        parts.append(
+            "max |Δ| vs exact: alpha {:.2e}, entropy {:.2e}, rank_loss {:.0f}".format(
+                agr["alpha_max_abs_diff_exact"],
+                agr["entropy_max_abs_diff_exact"],
+                agr["rank_loss_max_abs_diff_exact"],
+            )
+        )
     console.print("  " + "; ".join(parts))
 
 

@@ -16,7 +16,9 @@ the sharded Llama directory). Option sets, each timed separately:
   ``layerscope.scan(src, metrics="all", seed=0)``;
 * ``fast-traps+mp+erg``: the same WeightWatcher run (timed once, shared) vs
   ``layerscope.scan(src, metrics="all", seed=0, traps="fast")``, plus the per-layer
-  agreement of the fast and exact trap columns (``_fast_traps.py``).
+  agreement of the fast and exact trap columns (``_fast_traps.py``);
+* ``fast-traps+mp+erg+f32``: the same with ``precision="float32"`` (every spectrum in
+  float32, also the square matrices that "auto" keeps in float64).
 
 Also measured: the summed time of ``layerscope.spectrum.eigenvalues`` alone on every
 analysed matrix (scan overhead = scan / eigensolver sum), and peak RSS of a scan of
@@ -57,7 +59,12 @@ from layerscope.adapters import open_source
 from layerscope.matrices import MIN_EVALS, Skipped, plan_matrices
 
 # Targets (the project's performance goals).
-TARGET_SPEEDUP = {"default": 5.0, "traps+mp+erg": 20.0, "fast-traps+mp+erg": 20.0}
+TARGET_SPEEDUP = {
+    "default": 5.0,
+    "traps+mp+erg": 20.0,
+    "fast-traps+mp+erg": 20.0,
+    "fast-traps+mp+erg+f32": 20.0,
+}
 TARGET_SCAN_OVER_EIG = 1.25
 RSS_BASE_BYTES = 1 << 30
 RSS_LARGEST_FACTOR = 4
@@ -66,11 +73,13 @@ WW_OPTIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "traps+mp+erg": {"randomize": True, "mp_fit": True, "detX": True},
     "fast-traps+mp+erg": {"randomize": True, "mp_fit": True, "detX": True},
+    "fast-traps+mp+erg+f32": {"randomize": True, "mp_fit": True, "detX": True},
 }
 LS_OPTIONS: dict[str, dict[str, Any]] = {
     "default": {},
     "traps+mp+erg": {"metrics": "all", "seed": 0},
     "fast-traps+mp+erg": {"metrics": "all", "seed": 0, "traps": "fast"},
+    "fast-traps+mp+erg+f32": {"metrics": "all", "seed": 0, "traps": "fast", "precision": "float32"},
 }
 
 console = Console(width=160)
@@ -540,11 +549,12 @@ def run_model(ww: Any, model: Model, args: argparse.Namespace) -> dict[str, Any]
         console.print(f"  [dim]{model.label}: eigensolver alone ...[/dim]")
         result["eigensolver"] = measure_eigensolver(model, timings, args.repeat_below)
         print_eig(model.label, result["eigensolver"])
-    if "fast-traps+mp+erg" in frames:
-        exact = frames["traps+mp+erg"][1] if "traps+mp+erg" in frames else None
-        ww_frame, fast = frames["fast-traps+mp+erg"]
-        result["fast_traps"] = _fast_traps.agreement(fast, exact, ww_frame)
-        _fast_traps.print_agreement(console, model.label, result["fast_traps"])
+    for option, key in (("fast-traps+mp+erg", "fast_traps"), ("fast-traps+mp+erg+f32", "f32")):
+        if option in frames:
+            exact = frames["traps+mp+erg"][1] if "traps+mp+erg" in frames else None
+            ww_frame, fast = frames[option]
+            result[key] = _fast_traps.agreement(fast, exact, ww_frame)
+            _fast_traps.print_agreement(console, f"{model.label} {option}", result[key])
     if not args.no_rss:
         console.print(f"  [dim]{model.label}: peak RSS in subprocesses ...[/dim]")
         result["rss"] = measure_rss(model, with_ww=not args.no_ww_rss)

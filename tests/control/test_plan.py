@@ -145,3 +145,18 @@ def test_plan_file_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"schema_version": 1, "kind": "scan"}))
     with pytest.raises(ValueError, match="expected a prune-plan result"):
         PrunePlan.from_json(bad)
+
+
+def test_cli_plan_near_peak_tail(tmp_path: Path) -> None:
+    """--fix-fingers reaches the scan: the plan's scores are the near-peak alphas."""
+    out = tmp_path / "peak.json"
+    args = ["plan", "prune", str(minilm.MODEL_DIR), "--sparsity", "0.5", "--mapping", "layer"]
+    assert main([*args, "--fix-fingers", "xmin_peak", "--device", "cpu", "-q", "-o", str(out)]) == 0
+    plan = PrunePlan.from_json(out)
+    assert plan.inputs["fix_fingers"] == "xmin_peak"
+    peak = scan(minilm.MODEL_DIR, metrics=("powerlaw",), fix_fingers="xmin_peak", device="cpu")
+    alphas = peak.layers.set_index("param")["alpha"]
+    for _, row in plan.table.iterrows():
+        assert row["score"] == pytest.approx(alphas[row["param"]], rel=1e-12)
+    ks = prune_plan(minilm.MODEL_DIR, sparsity=0.5, mapping="layer", device="cpu")
+    assert "fix_fingers" not in ks.inputs and dict(ks.layers) != dict(plan.layers)
