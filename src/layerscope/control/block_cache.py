@@ -170,23 +170,18 @@ def prune_blocks(
     blocks: list[tuple[str, torch.nn.Module]],
     calls: list[BlockCall],
     sparsities: Mapping[str, float],
-    mode: str,
+    groups_of: Callable[[torch.nn.Module, list[str], BlockCall], list[list[str]]],
     prune_group: Callable[[torch.nn.Module, list[BlockCall], list[str], str], None],
 ) -> None:
     """Prune block after block on cached inputs, propagating the pruned outputs.
 
-    ``prune_group(block, calls, relative_names, prefix)`` scores and zeroes one group of a
-    block's weights (names relative to the block) on the given calls.
+    ``groups_of(block, relative_names, first_call)`` splits a block's planned weights into
+    steps; ``prune_group(block, calls, relative_names, prefix)`` scores and zeroes one step
+    on the given calls.
     """
-    from layerscope.control.prune import execution_groups
-
-    def call(block: torch.nn.Module, c: BlockCall) -> object:
-        return block(*c.args, **c.kwargs)
-
     for prefix, block in blocks:
         mine = [n[len(prefix) + 1 :] for n in sparsities if n.startswith(prefix + ".")]
-        groups = execution_groups(block, mine, calls[0], call) if mode == "layer" else [mine]
-        for group in groups:
+        for group in groups_of(block, mine, calls[0]):
             prune_group(block, calls, group, prefix)
         was_training = block.training
         block.eval()

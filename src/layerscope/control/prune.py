@@ -288,7 +288,12 @@ def _wanda_cached(
         norms = input_norms(block, group, calls, run, stop_early=True)
         achieved.update(_wanda_group(params, sparsities, norms, prefix))
 
-    block_cache.prune_blocks(blocks, calls, sparsities, mode, prune_group)
+    def groups_of(
+        block: torch.nn.Module, names: list[str], first: block_cache.BlockCall
+    ) -> list[list[str]]:
+        return execution_groups(block, names, first, run) if mode == "layer" else [names]
+
+    block_cache.prune_blocks(blocks, calls, sparsities, groups_of, prune_group)
     return achieved
 
 
