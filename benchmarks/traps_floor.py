@@ -6,7 +6,8 @@ On the synthetic Llama block of ``vs_weightwatcher.py`` (full shapes by default,
 block; ``--quick`` for 1024/2816), each analysed matrix's work is timed in parts, on one
 thread, with layerscope's own functions:
 
-* ``original``: the default-precision spectrum of W (``spectrum.eigenvalues``, "auto");
+* ``original``: the spectrum of W (``spectrum.eigenvalues``, "auto", the default
+  precision, or "float32" with ``--precision float32``);
 * ``shuffle``: the seeded element shuffle (``spectrum.shuffle_entries``);
 * ``gram32`` and ``eig32``: the float32 Gram of the shuffled copy and its eigensolver;
 * ``fits``: every metric of ``metrics="all"`` computed from the two spectra;
@@ -47,6 +48,7 @@ from layerscope import fast_traps, spectrum
 from layerscope import metrics as registry
 
 PARTS = ("original", "shuffle", "gram32", "eig32", "fits")
+PRECISION = ["auto"]  # --precision of the original spectrum
 FAST_PARTS = ("shuffle_fast", "fast", "fits_fast")
 CPU = [False]  # --cpu: report thread CPU time instead of wall time
 
@@ -66,7 +68,8 @@ def time_matrix(
     batch = (W if W.shape[0] >= W.shape[1] else W.mT).unsqueeze(0)
     N, M = batch.shape[1:]
     t: dict[str, float] = {}
-    t["original"], evals = clock(lambda: spectrum.eigenvalues(batch, "auto"))
+    precision: spectrum.Precision = "float32" if PRECISION[0] == "float32" else "auto"
+    t["original"], evals = clock(lambda: spectrum.eigenvalues(batch, precision))
     gen = torch.Generator().manual_seed(seed)
     t["shuffle"], shuffled = clock(lambda: spectrum.shuffle_entries(batch, gen))
     t["gram32"], X = clock(lambda: spectrum.gram(shuffled, torch.float32))
@@ -88,8 +91,15 @@ def main() -> int:
     parser.add_argument("--ww-json", type=Path, help="vs_weightwatcher.py --out file (llama)")
     parser.add_argument("--workers", type=int, default=2, help="the scan's parallel workers")
     parser.add_argument("--cpu", action="store_true", help="thread CPU time, not wall time")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32"),
+        default="auto",
+        help="precision of the original spectrum (the scan option; auto is the default)",
+    )
     args = parser.parse_args()
     CPU[0] = args.cpu
+    PRECISION[0] = args.precision
     torch.set_num_threads(1)
     perms = fast_traps.SharedPermutations(0)
     shape = _models.one_block(args.quick)
