@@ -4,6 +4,7 @@ calibration windows, the work split, and the grid end to end."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -103,3 +104,22 @@ def test_oneshot_from_cached_norms_equals_prune_module(tiny: torch.nn.Module) ->
     direct = dict(study.pruned_copy(tiny, layers, "wanda", calib, None).named_parameters())
     assert all(torch.equal(cached[n], direct[n]) for n in layers)
     assert len(set(layers.values())) > 1  # the near-peak alpha plan is not uniform
+
+
+def test_table_from_results_and_log(tmp_path: Path) -> None:
+    from experiments.smollm2 import table
+
+    rows = [{"method": "dense", "ppl": 30.0}]
+    for seed, (u, a) in enumerate([(100.0, 80.0), (110.0, 120.0), (90.0, 70.0)]):
+        rows += [
+            {"method": "wanda", "allocation": "uniform", "sparsity": 0.7, "seed": seed, "ppl": u},
+            {"method": "wanda", "allocation": "alpha", "sparsity": 0.7, "seed": seed, "ppl": a},
+        ]
+    (tmp_path / "r.json").write_text(json.dumps({"rows": rows[:5]}))
+    (tmp_path / "r.log").write_text("noise\n" + "\n".join(json.dumps(r) for r in rows[3:]))
+    frame = table.read_rows([tmp_path / "r.json", tmp_path / "r.log"])
+    assert len(frame) == 6  # dense dropped, the overlapping row counted once
+    text = table.markdown(frame)
+    alpha = np.array([80.0, 120.0, 70.0])
+    assert f"**{alpha.mean():,.1f} ± {alpha.std(ddof=1):,.1f} (3)**" in text
+    assert text.rstrip().endswith("| alpha: 2/3 |")
