@@ -1,6 +1,6 @@
 """``layerscope plan prune`` vs the AlphaPruning repository's route (WeightWatcher alphas).
 
-    python benchmarks/plan_vs_ww.py [--quick] [--sparsity 0.7]
+    python benchmarks/plan_vs_ww.py [--quick | --blocks 1] [--sparsity 0.7]
 
 The AlphaPruning repository (Lu et al., NeurIPS 2024) gets one alpha per matrix from
 ``weightwatcher.WeightWatcher(model=blocks).analyze()`` and maps block means to sparsities.
@@ -28,6 +28,7 @@ import numpy as np
 from _models import (
     LLAMA_FULL,
     LLAMA_QUICK,
+    LlamaShape,
     import_weightwatcher,
     llama_tensors,
     module_from_tensors,
@@ -61,8 +62,11 @@ def main() -> None:
     parser.add_argument(
         "--mapping", choices=("block", "layer"), default="layer", help="plan mapping (both routes)"
     )
+    parser.add_argument("--blocks", type=int, help="blocks of the full shape (default 2)")
     args = parser.parse_args()
     shape = LLAMA_QUICK if args.quick else LLAMA_FULL
+    if args.blocks and not args.quick:
+        shape = LlamaShape(shape.hidden, shape.intermediate, args.blocks, shape.heads)
     tensors = llama_tensors(shape)
     module = module_from_tensors(tensors)
     with tempfile.TemporaryDirectory() as tmp:
