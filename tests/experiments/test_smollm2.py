@@ -14,21 +14,15 @@ import torch
 from experiments.smollm2 import study
 from experiments.smollm2.data import split_works, works
 
+from _hf_models import tiny_config
+
 
 @pytest.fixture(scope="module")
 def tiny() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
+    cfg = tiny_config("llama", vocab_size=97, intermediate_size=160, max_position_embeddings=64)
     return LlamaForCausalLM(cfg).eval()
 
 
