@@ -150,6 +150,28 @@ def test_intra_chain_leaves_out_small_and_corrupt_matrices() -> None:
     assert "too small" in res.skipped.set_index("name")["reason"]["tiny.weight"]
 
 
+def test_intra_on_a_saved_directory_pairs_in_module_order(tmp_path: Path) -> None:
+    """A save_pretrained directory stores a Llama block sorted by name (mlp.down_proj
+    first); the pairs must still be the module's consecutive matrices, as for the module."""
+    from transformers import LlamaForCausalLM
+
+    from _hf_models import tiny_config
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_config("llama", num_hidden_layers=2)).eval()
+    model.save_pretrained(tmp_path / "llama")
+    on_dir = layerscope.scan(tmp_path / "llama", intra=True, precision="float64")
+    on_module = layerscope.scan(model, intra=True, precision="float64")
+    assert on_dir.meta["intra_order"] == "architecture"
+    assert on_dir.layers["name"].tolist() == on_module.layers["name"].tolist()
+    assert "model.layers.0.self_attn.q_proj.weight x model.layers.0.self_attn.k_proj.weight" in set(
+        on_dir.layers["name"]
+    )
+    np.testing.assert_allclose(on_dir.layers["alpha"], on_module.layers["alpha"], rtol=1e-9)
+    bare = {k: v for k, v in model.state_dict().items() if "layers.0" in k}
+    assert layerscope.scan(bare, intra=True).meta["intra_order"] == "source"
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_operator_spectrum_of_a_random_kernel_is_marchenko_pastur(seed: int) -> None:
     """i.i.d. kernel: every frequency block is an i.i.d.-like out×in matrix, so no spikes."""

@@ -1,9 +1,12 @@
 """Intra-layer analysis in a scan (``intra=True``): one row per pair of consecutive matrices.
 
-The pairs follow the source's order, after the ``include``/``exclude``/``kinds`` selection:
-module order for an ``nn.Module`` (the forward order of a sequential model), file order
-for files (Hugging Face safetensors are usually sorted by name, which is not the forward
-order: pass the module when the order matters). Matrices with fewer than ``MIN_EVALS``
+The pairs follow the model's module order, after the ``include``/``exclude``/``kinds``
+selection, as WeightWatcher pairs them: registration order for an ``nn.Module`` (the
+forward order of a sequential model). Files are stored sorted by name (a Llama block reads
+``mlp.down_proj, mlp.gate_proj, …, self_attn.v_proj``), so for a file or directory with a
+Hugging Face ``config.json`` naming its ``architectures`` the order is taken from that
+class built on the meta device (no memory, no weights; needs ``transformers``); without
+one, file order is kept and :func:`forward_order` says so. Matrices with fewer than ``MIN_EVALS``
 eigenvalues are left out of the chain, as WeightWatcher leaves out layers below its
 ``min_evals``. Each tensor is loaded once; pairs run one after another (``jobs`` is not
 used). See :mod:`layerscope.functional.intra` for the product and its ESD.
@@ -11,7 +14,7 @@ used). See :mod:`layerscope.functional.intra` for the product and its ESD.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -109,6 +112,40 @@ def pair_count(work: Work) -> int:
     """Number of consecutive pairs: an upper bound on the rows (some pairs are skipped)."""
     sizes = [p.M * p.num_slices for _, plans in work for p in plans]
     return max(0, sum(size >= MIN_EVALS for size in sizes) - 1)
+
+
+def _module_order(config: Mapping[str, Any]) -> list[str] | None:
+    """Parameter names of the config's first architecture in registration order, or None."""
+    arch = (config.get("architectures") or [None])[0]
+    try:
+        import transformers
+
+        cls = getattr(transformers, str(arch))
+        cfg = transformers.AutoConfig.for_model(**dict(config))
+        with torch.device("meta"):
+            model = cls(cfg)
+    except Exception:  # no transformers, unknown class or config: keep the file order
+        return None
+    return [name for name, _ in model.named_parameters(remove_duplicate=False)]
+
+
+def forward_order(work: Work) -> tuple[Work, bool]:
+    """``work`` in the module order of its Hugging Face architecture (module docstring),
+    and whether that order was found; names the architecture lacks keep their place."""
+    config = next((layer.config for layer, _ in work if layer.config), None)
+    order = _module_order(config) if config else None
+    if not order:
+        return work, False
+    index = {name: i for i, name in enumerate(order)}
+    known = [index.get(layer.name) for layer, _ in work]
+    if sum(i is not None for i in known) < len(work) / 2:  # another naming: do not guess
+        return work, False
+    # unknown names stay right after the known name before them
+    keys, last = [], -1
+    for pos, i in enumerate(known):
+        last = i if i is not None else last
+        keys.append((last, i is None, pos))
+    return [w for _, w in sorted(zip(keys, work, strict=True), key=lambda kw: kw[0])], True
 
 
 def intra_rows(work: Work, analyser: Analyser, skipped: list[Skip]) -> Iterator[list[Row]]:

@@ -26,7 +26,7 @@ from layerscope import metrics as registry
 from layerscope._version import __version__
 from layerscope.adapters import LayerWeights, Source, open_source
 from layerscope.analysis import Analyser
-from layerscope.intra import intra_rows, pair_count
+from layerscope.intra import forward_order, intra_rows, pair_count
 from layerscope.matrices import MatrixPlan, Skipped, plan_matrices
 from layerscope.options import ScanOptions
 from layerscope.results import (
@@ -155,7 +155,10 @@ def scan(
     src = open_source(source, allow_unsafe_pickle=opts.allow_unsafe_pickle)
     work, skipped = _plan_source(src, opts)
     analyser = Analyser(opts)
+    intra_order = None
     if opts.intra:
+        work, reordered = forward_order(work)
+        intra_order = "architecture" if reordered else "source"
         total, results_iter = pair_count(work), intra_rows(work, analyser, skipped)
     else:
         total, results_iter = sum(len(p) for _, p in work), _run(work, analyser, opts.jobs)
@@ -181,6 +184,8 @@ def scan(
         "device": str(analyser.device),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
+    if intra_order is not None:  # how the pairs were ordered (layerscope.intra)
+        meta["intra_order"] = intra_order
     skipped_frame = pd.DataFrame.from_records(skipped, columns=list(SKIPPED_COLUMNS))
     return ScanResult(layers, skipped_frame, summarize(layers), meta, spectra, samples)
 
