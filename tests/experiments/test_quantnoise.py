@@ -166,3 +166,38 @@ def test_study_end_to_end_on_a_tiny_model(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(res["layers"]["2bit"]) == 6 and set(res["gaussian"]) == {"Q8_0", "2bit"}
     text = run.markdown("tiny", res)
     assert "| 2bit | alpha_farms |" in text and "| Q8_0 |" in text
+
+
+def test_real_minilm_matrices_and_their_quantization_noise() -> None:
+    """The loader keeps the 36 encoder matrices of the real MiniLM; on them the k-bit code is
+    gguf's Q4_1 and the error variance is the blocks' Δ²/12 less the exact min and max."""
+    w = run.minilm_weights()
+    assert len(w) == 36 and {v.shape for v in w.values()} == {(384, 384), (1536, 384), (384, 1536)}
+    m = w["encoder.layer.3.intermediate.dense.weight"]
+    assert np.array_equal(quant.kbit(m, 4), quant.gguf_roundtrip(m, "Q4_1"))
+    s2 = float(np.mean((quant.kbit(m, 4) - m) ** 2))
+    assert s2 == pytest.approx(30 / 32 * quant.predicted_noise_var(m, "4bit"), rel=0.03)
+
+
+def test_perturbed_copies_and_their_plans() -> None:
+    from experiments.quantnoise import perplexity
+
+    rng = np.random.default_rng(7)
+    w = {
+        f"model.layers.{b}.mlp.{p}.weight": (rng.standard_t(3, (96, 64)) * 0.02).astype(np.float32)
+        for b in range(3)
+        for p in ("up_proj", "down_proj")
+    }
+    made = perplexity.copies(w, seed=1)
+    assert list(made) == ["file", "Q8_0", "gauss1"] and made["file"] is w
+    k = "model.layers.0.mlp.up_proj.weight"
+    s2_q8 = np.mean((made["Q8_0"][k].astype(np.float64) - w[k]) ** 2)
+    s2_g = np.mean((made["gauss1"][k].astype(np.float64) - w[k]) ** 2)
+    assert s2_q8 > 0 and s2_g == pytest.approx(s2_q8, rel=0.1)  # 6144 draws: ±1.8 % sd
+    uniform, alpha = perplexity.plan(w, "uniform", 0.5), perplexity.plan(w, "alpha", 0.5)
+    assert set(uniform) == set(w)
+    np.testing.assert_allclose(list(uniform.values()), 0.5)
+    assert np.mean(list(alpha.values())) == pytest.approx(0.5)  # equal parameter counts
+    assert perplexity.max_change(uniform, alpha) == pytest.approx(
+        max(abs(a - 0.5) for a in alpha.values())
+    )
