@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, tok = study.load(gguf_path().parent)
     eval_ids = study.held_out(tok, [files[n] for n in eval_names], args.eval_tokens, args.seqlen)
     calib_ids = study.token_ids(tok, [files[n] for n in calib_names])
-    weights = {k: v.detach().numpy() for k, v in model.state_dict().items() if k in _names(model)}
+    weights = run.block_matrices(model)
     plans = {"uniform": plan(weights, "uniform", args.sparsity)}
     for name, w in copies(weights, args.seed).items():
         for alloc in args.allocations:
@@ -112,11 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def max_change(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     """Largest |Δ sparsity| of a parameter between two plans over the same parameters."""
     return max(abs(a[k] - b[k]) for k in a)
-
-
-def _names(model: torch.nn.Module) -> set[str]:
-    """Parameter names of the 2-D weights inside the repeated blocks."""
-    return {k for k, v in model.named_parameters() if v.ndim == 2 and ".layers." in k}
 
 
 if __name__ == "__main__":

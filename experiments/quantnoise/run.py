@@ -60,10 +60,14 @@ def smollm2_weights() -> Weights:
     from experiments.smollm2.study import load
 
     model, _ = load(gguf_path().parent)
-    state = model.state_dict()
+    return block_matrices(model)
+
+
+def block_matrices(model: Any) -> Weights:
+    """A Llama model's 2-D weights inside its repeated blocks (``model.layers.N.``)."""
     return {
         k: v.detach().float().numpy()
-        for k, v in state.items()
+        for k, v in model.state_dict().items()
         if v.ndim == 2 and re.search(r"layers\.\d+\.", k)
     }
 
