@@ -1,0 +1,1 @@
+"""Quantization noise and the spectra: GGUF block quantizers against the float weights."""
