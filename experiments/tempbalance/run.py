@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,21 +58,70 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     }
 
 
+Train = Callable[[Any, str, float, int, str], dict[str, Any]]
+
+
 def tune(
-    cfg: Config, images: Any, arms: Sequence[str], lrs: Sequence[float], seeds: Sequence[int]
+    data: Callable[[int], Any],
+    train: Train,
+    arms: Sequence[str],
+    lrs: Sequence[float],
+    seeds: Sequence[int],
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, float]]:
-    """Validation accuracy of every (arm, lr, tuning seed); each arm's best lr (first on ties)."""
-    data = {s: split(*images, cfg.per_class, s) for s in seeds}
+    """Validation accuracy of every (arm, lr, tuning seed); each arm's best lr (first on ties).
+
+    ``data(seed)`` builds a seed's splits, ``train(data, arm, lr, seed, on)`` trains one run
+    and returns its ``acc`` on ``on`` (``val`` or ``test``).
+    """
+    splits = {s: data(s) for s in seeds}
     scores: dict[str, dict[str, list[float]]] = {}
     best: dict[str, float] = {}
     for arm in arms:
         scores[arm] = {
-            str(lr): [train_run(cfg, data[s], arm, lr, s, "val")["acc"] for s in seeds]
-            for lr in lrs
+            str(lr): [train(splits[s], arm, lr, s, "val")["acc"] for s in seeds] for lr in lrs
         }
         means = [float(np.mean(scores[arm][str(lr)])) for lr in lrs]
         best[arm] = lrs[int(np.argmax(means))]
     return scores, best
+
+
+def compare(
+    data: Callable[[int], Any],
+    train: Train,
+    arms: Sequence[str],
+    lrs: Sequence[float],
+    tune_seeds: Sequence[int],
+    seeds: Sequence[int],
+    fixed: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Tune every arm's lr on validation (or take it from ``fixed``: arm -> lr, e.g. the lrs
+    an earlier run tuned), then train the evaluation seeds and test; paired statistics."""
+    fixed = dict(fixed or {})
+    tuned = [a for a in arms if a not in fixed]
+    scores, best = tune(data, train, tuned, lrs, tune_seeds)
+    best |= {a: lr for a, lr in fixed.items() if a in arms}
+    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
+    for s in seeds:
+        split_s = data(s)
+        for arm in arms:
+            runs[arm].append({"seed": s, **train(split_s, arm, best[arm], s, "test")})
+    acc = {a: [r["acc"] for r in runs[a]] for a in arms}
+    summary = {
+        a: {"lr": best[a], "mean": float(np.mean(v)), "std": _std(v)} for a, v in acc.items()
+    }
+    pairs = [(a, b) for a, b in PAIRS if a in acc and b in acc and len(seeds) > 1]
+    tests = {f"{a}-{b}": paired(acc[a], acc[b]) for a, b in pairs}
+    return {
+        "schema_version": 1,
+        "lrs": list(lrs),
+        "fixed_lrs": fixed,
+        "tune_seeds": list(tune_seeds),
+        "seeds": list(seeds),
+        "tuning": scores,
+        "test": runs,
+        "summary": summary,
+        "paired": tests,
+    }
 
 
 def study(
@@ -82,36 +132,18 @@ def study(
     seeds: Sequence[int] = SEEDS,
     fixed: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Tune every arm's lr on validation (or take it from ``fixed``: arm -> lr, e.g. the lrs
-    an earlier run tuned), then train the evaluation seeds and test."""
+    """The low-data CNN study (:func:`compare` on MNIST with :func:`train_run`)."""
     images = load_images()
-    fixed = dict(fixed or {})
-    tuned = [a for a in arms if a not in fixed]
-    scores, best = tune(cfg, images, tuned, lrs, tune_seeds)
-    best |= {a: lr for a, lr in fixed.items() if a in arms}
-    runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
-    for s in seeds:
-        data = split(*images, cfg.per_class, s)
-        for arm in arms:
-            runs[arm].append({"seed": s, **train_run(cfg, data, arm, best[arm], s, "test")})
-    acc = {a: [r["acc"] for r in runs[a]] for a in arms}
-    summary = {
-        a: {"lr": best[a], "mean": float(np.mean(v)), "std": _std(v)} for a, v in acc.items()
-    }
-    pairs = [(a, b) for a, b in PAIRS if a in acc and b in acc and len(seeds) > 1]
-    tests = {f"{a}-{b}": paired(acc[a], acc[b]) for a, b in pairs}
-    return {
-        "schema_version": 1,
-        "config": asdict(cfg),
-        "lrs": list(lrs),
-        "fixed_lrs": fixed,
-        "tune_seeds": list(tune_seeds),
-        "seeds": list(seeds),
-        "tuning": scores,
-        "test": runs,
-        "summary": summary,
-        "paired": tests,
-    }
+    result = compare(
+        partial(split, *images, cfg.per_class),
+        partial(train_run, cfg),
+        arms,
+        lrs,
+        tune_seeds,
+        seeds,
+        fixed,
+    )
+    return {"schema_version": 1, "config": asdict(cfg)} | result
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -136,14 +168,10 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_protocol_args(p: argparse.ArgumentParser, lrs: Sequence[float]) -> None:
+    """The options every study shares: output, lr grid, seeds, arms, fixed lrs."""
     p.add_argument("--out", type=Path, required=True, help="write the results JSON to FILE")
-    p.add_argument(
-        "--per-class", type=int, default=Config.per_class, help="training images per class"
-    )
-    p.add_argument("--epochs", type=int, default=Config.epochs, help="training epochs")
-    p.add_argument("--lrs", type=float, nargs="+", default=LRS, help="peak learning rates to tune")
+    p.add_argument("--lrs", type=float, nargs="+", default=lrs, help="peak learning rates to tune")
     p.add_argument("--tune-seeds", type=int, nargs="+", default=TUNE_SEEDS, help="tuning seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=SEEDS, help="evaluation seeds")
     p.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=tuple(ARMS), help="arms")
@@ -154,14 +182,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="ARM=LR",
         help="train these arms at these lrs without tuning (e.g. the lrs of an earlier run)",
     )
-    args = p.parse_args(argv)
-    cfg = replace(Config(), per_class=args.per_class, epochs=args.epochs)
+
+
+def fixed_lrs(p: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, float]:
+    """Parse ``--lr ARM=LR`` items (argparse error on a bad one)."""
     fixed = {}
-    for item in args.lr:
+    for item in items:
         arm, _, lr = item.partition("=")
         if arm not in ARMS or not lr:
             p.error(f"--lr {item}: expected ARM=LR with ARM one of {', '.join(ARMS)}")
         fixed[arm] = float(lr)
+    return fixed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--per-class", type=int, default=Config.per_class, help="training images per class"
+    )
+    p.add_argument("--epochs", type=int, default=Config.epochs, help="training epochs")
+    add_protocol_args(p, LRS)
+    args = p.parse_args(argv)
+    cfg = replace(Config(), per_class=args.per_class, epochs=args.epochs)
+    fixed = fixed_lrs(p, args.lr)
     result = study(cfg, args.arms, args.lrs, args.tune_seeds, args.seeds, fixed)
     atomic_write(args.out, lambda f: f.write(json.dumps(result, indent=1).encode()))
     print(markdown(result))
