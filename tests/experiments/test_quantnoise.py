@@ -204,16 +204,10 @@ def test_perturbed_copies_and_their_plans() -> None:
 
 
 def test_block_matrices_of_a_llama_keep_the_seven_block_weights() -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from _hf_models import tiny_config
+    from transformers import LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    cfg = tiny_config("llama", vocab_size=64, hidden_size=32, intermediate_size=64)
     got = run.block_matrices(LlamaForCausalLM(cfg))
     assert len(got) == 14 and all(k.startswith("model.layers.") for k in got)
     assert got["model.layers.1.self_attn.k_proj.weight"].shape == (16, 32)
