@@ -204,8 +204,9 @@ def test_perturbed_copies_and_their_plans() -> None:
 
 
 def test_block_matrices_of_a_llama_keep_the_seven_block_weights() -> None:
-    from _hf_models import tiny_config
     from transformers import LlamaForCausalLM
+
+    from _hf_models import tiny_config
 
     cfg = tiny_config("llama", vocab_size=64, hidden_size=32, intermediate_size=64)
     got = run.block_matrices(LlamaForCausalLM(cfg))
