@@ -64,7 +64,7 @@ def markdown(frame: pd.DataFrame) -> str:
     allocations = [a for a in ORDER if a in set(frame["allocation"])]
     head = ["method", "S", *allocations, "best non-uniform beats uniform (seeds)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (method, s), group in frame.groupby(["method", "sparsity"], sort=False):
+    for (method, s), group in frame.groupby(["method", "sparsity"], sort=True):
         means = {a: group.loc[group["allocation"] == a, "ppl"].mean() for a in allocations}
         best = min((m, a) for a, m in means.items() if np.isfinite(m))[1]
         cells = []
