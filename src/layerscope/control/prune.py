@@ -279,19 +279,18 @@ def _wanda_cached(
     params = dict(model.named_parameters())
     achieved: dict[str, float] = {}
 
-    def run(block: torch.nn.Module, call: block_cache.BlockCall) -> object:
-        return block(*call.args, **call.kwargs)
-
     def prune_group(
         block: torch.nn.Module, calls: list[block_cache.BlockCall], group: list[str], prefix: str
     ) -> None:
-        norms = input_norms(block, group, calls, run, stop_early=True)
+        norms = input_norms(block, group, calls, block_cache.run_block, stop_early=True)
         achieved.update(_wanda_group(params, sparsities, norms, prefix))
 
     def groups_of(
         block: torch.nn.Module, names: list[str], first: block_cache.BlockCall
     ) -> list[list[str]]:
-        return execution_groups(block, names, first, run) if mode == "layer" else [names]
+        if mode != "layer":
+            return [names]
+        return execution_groups(block, names, first, block_cache.run_block)
 
     block_cache.prune_blocks(blocks, calls, sparsities, groups_of, prune_group)
     return achieved
