@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 import time
@@ -130,8 +131,12 @@ def _lr(step: int, base: float, total: int, decay: str = "none", warmup: int = 1
     return rate * (1.0 - frac if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
-def train(cfg: Config) -> dict[str, object]:
-    """Train to convergence (or ``max_steps``) and measure; one CSV row."""
+def train(cfg: Config, trace: Path | None = None) -> dict[str, object]:
+    """Train to convergence (or ``max_steps``) and measure; one CSV row.
+
+    ``trace``: a JSON-lines file that gets one line per evaluation (the run's settings,
+    the step, the learning rate and the memorized bits), to see how the bits grow.
+    """
     start = time.perf_counter()
     model, data = build_model(cfg), random_data(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
@@ -151,6 +156,10 @@ def train(cfg: Config) -> dict[str, object]:
             opt.step()
             step += 1
         history.append(memorized_bits(model, data, batch_size=256).total_bits)
+        if trace is not None:
+            point = {"step": step, "lr": _lr(step - 1, cfg.lr, cfg.max_steps, cfg.decay)}
+            with trace.open("a") as handle:
+                handle.write(json.dumps(asdict(cfg) | point | {"bits": history[-1]}) + "\n")
         converged = len(history) >= 2 and history[-1] - history[-2] < cfg.tol * history[-1]
     data_bits = cfg.samples * (cfg.seq_len - 1) * math.log2(cfg.vocab)
     params = count_parameters(model)
@@ -187,6 +196,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
             flag = f"--{f.name.replace('_', '-')}"
             p.add_argument(flag, type=type(f.default), default=f.default, choices=choices)
     p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
+    p.add_argument("--trace", type=Path, help="JSON lines: the bits at every evaluation")
     return p.parse_args(argv)
 
 
@@ -206,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for seed in args.seeds:
                         point = {"layers": layers, "width": width, "samples": samples}
                         cfg = Config(**{**shared, **point, "seed": seed})
-                        row = train(cfg)
+                        row = train(cfg, args.trace)
                         writer.writerow(row)
                         handle.flush()
                         print(", ".join(f"{k}={row[k]}" for k in COLUMNS), file=sys.stderr)

@@ -294,20 +294,26 @@ def run(cfg: Config, sdist: Path, scratch: Path) -> dict[str, object]:
     return results
 
 
-METRICS = ("precision@10", "precision@20", "recall@40")
+def metrics(k: int) -> tuple[str, str, str]:
+    """The table's columns for k training documents: precision@k/2, precision@k, recall@2k."""
+    return (f"precision@{k // 2}", f"precision@{k}", f"recall@{2 * k}")
 
 
 def table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown: mean (min–max) over runs of each metric, per fine-tune and ranking."""
+    ks = {int(r["config"]["k"]) for r in results}
+    if len(ks) != 1:
+        raise SystemExit(f"the runs have different k ({sorted(ks)}): summarize them apart")
+    cols = metrics(ks.pop())
 
     def cell(values: list[float]) -> str:
         return f"{np.mean(values):.2f} ({min(values):.2f}–{max(values):.2f})"
 
-    lines = ["| fine-tune | ranking | " + " | ".join(METRICS) + " |"]
-    lines.append("|---|---|" + "---:|" * len(METRICS))
+    lines = ["| fine-tune | ranking | " + " | ".join(cols) + " |"]
+    lines.append("|---|---|" + "---:|" * len(cols))
     for tune in ("full", "lora"):
         for ranking in results[0][tune]:
-            cells = [cell([r[tune][ranking][m] for r in results]) for m in METRICS]
+            cells = [cell([r[tune][ranking][m] for r in results]) for m in cols]
             lines.append(f"| {tune} | {ranking} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -324,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ft-lr", type=float, default=Config.ft_lr, help="full fine-tune lr")
     p.add_argument("--lora-lr", type=float, default=Config.lora_lr, help="LoRA fine-tune lr")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=Config.k, help="training documents of the fine-tune")
+    p.add_argument("--ratio", type=int, default=Config.ratio, help="pool size / k")
+    p.add_argument("--layers", type=int, default=Config.layers, help="base model layers")
+    p.add_argument("--width", type=int, default=Config.width, help="base model width")
     args = p.parse_args(argv)
     if args.summarize:
         runs = [json.loads(f.read_text()) for f in args.summarize]
@@ -334,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sdist is None or args.out is None:
         p.error("--sdist and --out are required (or --summarize FILES)")
     recipe = {"ft_steps": args.ft_steps, "ft_lr": args.ft_lr, "lora_lr": args.lora_lr}
-    cfg = Config(base_steps=args.base_steps, truth=args.truth, seed=args.seed, **recipe)
+    shape = {"k": args.k, "ratio": args.ratio, "layers": args.layers, "width": args.width}
+    cfg = Config(base_steps=args.base_steps, truth=args.truth, seed=args.seed, **recipe, **shape)
     results = run(cfg, args.sdist, args.scratch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

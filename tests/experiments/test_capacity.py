@@ -56,8 +56,14 @@ def test_a_decayed_run_takes_all_its_steps(tmp_path: Path) -> None:
     out = tmp_path / "cap.csv"
     args = ["--vocab", "16", "--seq-len", "16", "--sizes", "4", "--lr", "0.01"]
     args += ["--max-steps", "300", "--eval-every", "100", "--decay", "linear", "--out", str(out)]
-    assert cap.main(args) == 0
+    trace = tmp_path / "trace.jsonl"
+    assert cap.main([*args, "--trace", str(trace)]) == 0
     row = pd.read_csv(out).iloc[0]
+    points = pd.read_json(trace, lines=True)
+    assert points["step"].tolist() == [100, 200, 300]
+    # The rate of the last step taken, s - 1: 0.01·(1 − (s − 1 − 100) / 200) after warm-up.
+    assert points["lr"].tolist() == pytest.approx([0.01, 0.01 * 101 / 200, 0.01 / 200])
+    assert points["bits"].iloc[-1] == pytest.approx(row["memorized_bits"])
     # The same run at a constant rate stops at step 200 (converged; see the test above).
     assert (row["steps"], row["lr"], row["decay"]) == (300, 0.01, "linear")
     assert bool(row["converged"])

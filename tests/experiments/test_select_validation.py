@@ -8,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
@@ -42,10 +43,24 @@ def test_precision_and_recall_at_k() -> None:
 
 def test_table_gives_mean_and_range_over_runs() -> None:
     runs = [
-        {t: {"select": {m: v for m in val.METRICS}} for t in ("full", "lora")}
+        {"config": {"k": 50}}
+        | {t: {"select": {m: v for m in val.metrics(50)}} for t in ("full", "lora")}
         for v in (0.2, 0.4, 0.9)
     ]
     text = val.table(runs)
+    assert text.splitlines()[0] == (
+        "| fine-tune | ranking | precision@25 | precision@50 | recall@100 |"
+    )
     assert (
         text.splitlines()[2] == "| full | select | " + " | ".join(["0.50 (0.20–0.90)"] * 3) + " |"
     )
+
+
+def test_table_refuses_runs_of_different_k() -> None:
+    runs = [
+        {"config": {"k": k}}
+        | {t: {"select": {m: 0.5 for m in val.metrics(k)}} for t in ("full", "lora")}
+        for k in (20, 50)
+    ]
+    with pytest.raises(SystemExit, match="different k"):
+        val.table(runs)
