@@ -65,8 +65,14 @@ def trained_cnn(steps: int = 30, seed: int = 0) -> nn.Module:
     )
     x = torch.randn(128, 3, 8, 8, generator=gen)
     teacher = torch.randn(3 * 8 * 8, 10, generator=gen)
-    y = (x.flatten(1) @ teacher).argmax(1)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    return fit_teacher(model, x, (x.flatten(1) @ teacher).argmax(1), steps, lr=3e-3)
+
+
+def fit_teacher(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float
+) -> nn.Module:
+    """``steps`` full-batch Adam steps of cross-entropy on (x, y); the model in eval mode."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()

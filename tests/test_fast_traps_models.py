@@ -23,6 +23,7 @@ import pytest
 import torch
 from torch import nn
 
+import _ww_options
 import layerscope
 from layerscope import fast_traps
 from layerscope.cli import main
@@ -77,12 +78,7 @@ def _lite0_like(steps: int = 15, seed: int = 0) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(32, 3, 4, 4, generator=gen)
     y = (x.flatten(1) @ torch.randn(48, 1000, generator=gen)).argmax(1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
+    return _ww_options.fit_teacher(model, x, y, steps, lr=1e-3)
 
 
 def test_lite0_like_cnn_trap_counts_equal_exact(monkeypatch: pytest.MonkeyPatch) -> None:
