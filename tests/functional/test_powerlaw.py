@@ -133,6 +133,52 @@ def test_vectorized_candidates_equal_naive_loop(
     assert_close([fit.alpha, fit.D], [alpha, D], rtol=1e-12, atol=1e-12, what="best fit")
 
 
+_LARGE_IDS = ["pareto", "pareto-small-xmin", "chi2", "bulk+tail", "t-esd"]
+
+
+@cache
+def _large(name: str) -> np.ndarray:
+    """3,000-value samples for the pruned search (built on first use, not at import)."""
+    if name == "pareto":
+        return _pareto(2.5, 3000, 7)
+    if name == "pareto-small-xmin":
+        return _pareto(1.5, 3000, 8, xmin=1e-3)
+    if name == "chi2":  # no power law at all
+        return np.random.default_rng(9).chisquare(5, 3000)
+    if name == "bulk+tail":  # a uniform bulk with a Pareto tail
+        bulk = np.random.default_rng(12).uniform(0.01, 1.0, 2700)
+        return np.concatenate([_pareto(3.5, 300, 12), bulk])
+    W = np.random.default_rng(11).standard_t(3, (3000, 6000))
+    return np.linalg.svd(W, compute_uv=False) ** 2
+
+
+@pytest.mark.parametrize("name", _LARGE_IDS)
+def test_ks_bounds_enclose_every_distance(name: str) -> None:
+    log_x = np.log(np.sort(_large(name)))
+    alphas = powerlaw.candidate_alphas(log_x, bias_corrected=False)
+    D = powerlaw.candidate_ks(log_x, alphas)
+    cols = np.unique(np.append(np.arange(0, log_x.size, 37), log_x.size - 1))
+    lo, hi = powerlaw.ks_bounds(log_x, alphas, cols)
+    assert np.all(lo <= D + 1e-12) and np.all(hi + 1e-12 >= D)
+    assert np.median(hi - lo) < 0.05  # informative, not vacuous
+
+
+@pytest.mark.parametrize("name", _LARGE_IDS)
+def test_branch_and_bound_search_equals_the_exhaustive_one(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above EXHAUSTIVE_CANDIDATES the search prunes; the fit (incl. alpha_spread) is equal."""
+    sample = _large(name)
+    exhaustive = fit_power_law(sample)
+    monkeypatch.setattr(powerlaw, "EXHAUSTIVE_CANDIDATES", 256)
+    monkeypatch.setattr(powerlaw, "SAMPLED_COLUMNS", 64)
+    log_x = np.log(np.sort(sample))
+    D = powerlaw.search_ks(log_x, powerlaw.candidate_alphas(log_x, bias_corrected=False))
+    print(name, "computed", np.isfinite(D).sum(), "of", D.size)
+    assert 0 < np.isfinite(D).sum() < 0.6 * D.size  # it did prune
+    assert fit_power_law(sample) == exhaustive
+
+
 @pytest.mark.parametrize("N", [3, 5, 8, 9, 12, 15, 19, 20, 21])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_small_n_bias_corrected_rule(N: int, seed: int) -> None:

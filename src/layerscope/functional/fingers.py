@@ -141,12 +141,14 @@ def _pl_candidates(x: FloatArray, idx: NDArray[np.intp]) -> list[tpl.CandidateFi
     """Power-law fits at candidates ``idx``: analytic where powerlaw uses it, else optimised."""
     log_x = np.log(x)
     alphas = powerlaw.candidate_alphas(log_x, bias_corrected=False)
-    D = powerlaw.candidate_ks(log_x, alphas)
+    order = np.argsort(idx, kind="stable")
+    D = np.empty(idx.size)
+    D[order] = powerlaw.ks_at(log_x, alphas, np.asarray(idx)[order])  # only the candidates
     fits = []
-    for k in idx:
+    for k, d in zip(idx, D, strict=True):
         a = float(alphas[k])
         if _ANALYTIC_ALPHA[0] < a <= _ANALYTIC_ALPHA[1]:
-            fits.append(tpl.CandidateFit(a, float("nan"), float(D[k]), a < 3.0))
+            fits.append(tpl.CandidateFit(a, float("nan"), float(d), a < 3.0))
         else:
             fits.append(_pl_candidate(x[k:], float(x[k]), a))
     return fits
