@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import re
 import sys
 import tarfile
@@ -282,7 +283,8 @@ def run(cfg: Config, sdist: Path, scratch: Path) -> dict[str, object]:
     recipes = {"full": full_recipe(cfg), "lora": lora_recipe(cfg)}
     for label, (d, tan, tuned) in {
         "full": (delta, {}, full),
-        "lora": lora_tune(base, pool[: cfg.k], cfg, scratch / "lora"),
+        # One adapter directory per run: runs sharing a scratch directory may run at once.
+        "lora": lora_tune(base, pool[: cfg.k], cfg, scratch / f"lora-{os.getpid()}"),
     }.items():
         orders = rankings(base, d, tan, tuned, pool, cfg)
         results[label] = {m: precision_recall(o, truth, ks) for m, o in orders.items()}
