@@ -105,6 +105,11 @@ def test_lora_adapter_with_token_id_candidates(
     assert _run(*args, "--format", "csv", "--projection-dim", 512) == 0
     frame = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
     assert set(frame["index"]) == set(fx.TRUE)
+    # --order alignment: the same four here, most aligned first.
+    assert _run(*args, "--format", "csv", "--projection-dim", 512, "--order", "alignment") == 0
+    aligned = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+    assert set(aligned["index"]) == set(fx.TRUE)
+    assert aligned["alignment"].is_monotonic_decreasing
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import torch
 from layerscope.adapters.base import LayerWeights
 from layerscope.probes._sketch import CountSketch
 from layerscope.probes.attribution import (
+    aligned_select,
     attribute,
     delta_from_lora,
     delta_from_weights,
@@ -79,6 +80,36 @@ def test_greedy_selection_matches_brute_force_and_prefers_coverage() -> None:
     rows = np.stack([e1, e1, 0.8 * e2 + 0.6 * np.eye(3)[2]])
     order, _ = greedy_select(torch.from_numpy(rows), torch.from_numpy((e1 + e2) / np.sqrt(2)), 2)
     assert order.tolist() == [0, 2]
+
+
+def test_aligned_selection_is_the_most_aligned_with_its_coverage() -> None:
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(30, 8))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    t = rng.normal(size=8)
+    t /= np.linalg.norm(t)
+    order, coverage = aligned_select(torch.from_numpy(g), torch.from_numpy(t), 6)
+    assert order.tolist() == np.argsort(-(g @ t))[:6].tolist()
+    s = np.cumsum(g[order], axis=0)
+    np.testing.assert_allclose(coverage, s @ t / np.linalg.norm(s, axis=1), rtol=1e-12)
+    # Unlike the greedy order, a duplicate of the best document is taken second.
+    e1, e2 = np.eye(3)[0], np.eye(3)[1]
+    rows = np.stack([e1, e1, 0.8 * e2 + 0.6 * np.eye(3)[2]])
+    order, _ = aligned_select(torch.from_numpy(rows), torch.from_numpy((e1 + e2) / np.sqrt(2)), 2)
+    assert order.tolist() == [0, 1]
+
+
+def test_attribute_order_option_selects_by_alignment() -> None:
+    docs = fx.documents()
+    base = fx.tiny_gpt2()
+    tuned = fx.finetune(base, docs[list(fx.TRUE)])
+    delta = fx.delta(base, tuned)
+    result = attribute(base, delta, list(docs), top=6, projection_dim=512, order="alignment")
+    assert result.selected.tolist() == np.argsort(-result.alignment)[:6].tolist()
+    assert result.meta["order"] == "alignment"
+    assert attribute(base, delta, list(docs), top=6, projection_dim=512).meta["order"] == "greedy"
+    with pytest.raises(ValueError, match="order must be one of"):
+        attribute(base, delta, list(docs), order="best")
 
 
 def test_planted_sgd_finetune_ranks_the_training_documents_first() -> None:

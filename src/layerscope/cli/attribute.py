@@ -56,6 +56,12 @@ def add_attribute_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="C",
         help="synthetic checkpoints on the line base→tuned where gradients are summed (1: base)",
     )
+    p.add_argument(
+        "--order",
+        choices=("greedy", "alignment"),
+        default="greedy",
+        help="greedy coverage (the paper's, default) or the most aligned documents first",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random projection (0)")
     p.add_argument(
         "--max-length",
@@ -236,7 +242,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         if Path(path).suffix.lower() not in OUT_FORMATS:
             raise UserError(f"--out {path}: attribute writes .json or .csv")
     options = {"top": args.top, "projection_dim": args.projection_dim}
-    options |= {"checkpoints": args.checkpoints, "seed": args.seed}
+    options |= {"checkpoints": args.checkpoints, "seed": args.seed, "order": args.order}
     AttributionOptions(**options)  # bad values fail before any loading
     check_html(args.html)
     if args.max_length < 2:

@@ -20,7 +20,10 @@ add the document that maximises cos(Σ_{x∈S*∪{x'}} ĝ(x), t). The first pick
 most aligned document; later picks favour documents that explain the part of t the
 selected ones leave unexplained over near-duplicates of them. (The paper's greedy
 step subtracts a learning-rate-scaled full-resolution gradient from the residual;
-the normalised running sum used here needs no learning rate.)
+the normalised running sum used here needs no learning rate.) ``order="alignment"``
+selects the ``top`` most aligned documents instead: in our validation on real text,
+where the pool holds no near-duplicates, it found more of the training documents than
+the greedy order in every setting (docs/memorization.md).
 
 Full fine-tunes: Δ from the two weight sets (:func:`delta_from_weights`); PEFT LoRA
 adapters: Δ = s·B·A per target (:func:`delta_from_lora`, Hu et al. 2021, arXiv
@@ -51,6 +54,7 @@ __all__ = [
     "AttributionResult",
     "Progress",
     "Tangent",
+    "aligned_select",
     "attribute",
     "delta_from_lora",
     "delta_from_weights",
@@ -63,6 +67,9 @@ Progress = Callable[[ProgressEvent], None]
 Tangent = tuple[torch.Tensor, torch.Tensor]
 
 
+ORDERS = ("greedy", "alignment")
+
+
 @dataclass(frozen=True)
 class AttributionOptions:
     """Options of :func:`attribute` (validated on construction).
@@ -73,6 +80,7 @@ class AttributionOptions:
         seed: seed of the projection.
         checkpoints: C, synthetic checkpoints θ_base + (c/C)·Δ, c = 0..C−1.
         device: where the gradients are computed (default: the model's device).
+        order: ``"greedy"`` (coverage, the paper's) or ``"alignment"`` (most aligned first).
     """
 
     top: int = 10
@@ -80,11 +88,14 @@ class AttributionOptions:
     seed: int = 0
     checkpoints: int = 1
     device: str | None = None
+    order: str = "greedy"
 
     def __post_init__(self) -> None:
         for name in ("top", "projection_dim", "checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
 
 
 # ---------------------------------------------------------------- the weight delta
@@ -246,6 +257,22 @@ def document_gradients(
     return out
 
 
+def aligned_select(
+    grads: torch.Tensor, target: torch.Tensor, k: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The ``k`` rows of ``grads`` (unit rows) most aligned with the unit ``target``, and
+    the coverage cos(s, t) of their running sum s after each pick (as :func:`greedy_select`).
+    """
+    g_t = grads @ target
+    picked = torch.argsort(g_t, descending=True, stable=True)[: min(k, grads.shape[0])]
+    chosen = grads[picked]
+    s_t = torch.cumsum(g_t[picked].double(), 0)
+    # ‖s_r‖² = Σ_{i,j ≤ r} ⟨ĝᵢ, ĝⱼ⟩: the running sums of the chosen rows' Gram matrix.
+    s_s = torch.cumsum(torch.cumsum((chosen @ chosen.T).double(), 0), 1).diagonal()
+    coverage = s_t / torch.sqrt(s_s.clamp(min=1e-300))
+    return picked.numpy().astype(np.int64), coverage.numpy()
+
+
 def greedy_select(
     grads: torch.Tensor, target: torch.Tensor, k: int
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -333,9 +360,10 @@ def attribute(
     unit = grads / grads.norm(dim=1, keepdim=True).clamp(min=1e-300)
     target = target / target.norm().clamp(min=1e-300)
     alignment = (unit @ target).numpy()
-    selected, coverage = greedy_select(unit, target, opts.top)
+    select = greedy_select if opts.order == "greedy" else aligned_select
+    selected, coverage = select(unit, target, opts.top)
     meta = {
-        **{k: getattr(opts, k) for k in ("top", "projection_dim", "seed", "checkpoints")},
+        **{k: getattr(opts, k) for k in ("top", "projection_dim", "seed", "checkpoints", "order")},
         "num_candidates": len(docs),
         "num_parameters_changed": int(sum(d.numel() for d in delta.values())),
         "num_tensors_changed": len(delta),
