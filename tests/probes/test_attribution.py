@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,38 +66,28 @@ def _greedy_naive(g: np.ndarray, t: np.ndarray, k: int) -> list[int]:
     return picked
 
 
-def test_greedy_selection_matches_brute_force_and_prefers_coverage() -> None:
+@pytest.mark.parametrize(
+    ("select", "with_duplicate"),
+    # The greedy order skips a duplicate of the best document (it adds no coverage) for the
+    # complementary one; the alignment order takes the duplicate second.
+    [(greedy_select, [0, 2]), (aligned_select, [0, 1])],
+    ids=["greedy", "alignment"],
+)
+def test_selection_order_and_its_coverage(select: Any, with_duplicate: list[int]) -> None:
     rng = np.random.default_rng(0)
     g = rng.normal(size=(30, 8))
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     t = rng.normal(size=8)
     t /= np.linalg.norm(t)
-    order, coverage = greedy_select(torch.from_numpy(g), torch.from_numpy(t), 6)
-    assert order.tolist() == _greedy_naive(g, t, 6)
+    order, coverage = select(torch.from_numpy(g), torch.from_numpy(t), 6)
+    expected = _greedy_naive(g, t, 6) if select is greedy_select else np.argsort(-(g @ t))[:6]
+    assert order.tolist() == list(expected)
     s = np.cumsum(g[order], axis=0)
     np.testing.assert_allclose(coverage, s @ t / np.linalg.norm(s, axis=1), rtol=1e-12)
-    # A duplicate of the best document adds nothing; the complementary one is picked.
     e1, e2 = np.eye(3)[0], np.eye(3)[1]
     rows = np.stack([e1, e1, 0.8 * e2 + 0.6 * np.eye(3)[2]])
-    order, _ = greedy_select(torch.from_numpy(rows), torch.from_numpy((e1 + e2) / np.sqrt(2)), 2)
-    assert order.tolist() == [0, 2]
-
-
-def test_aligned_selection_is_the_most_aligned_with_its_coverage() -> None:
-    rng = np.random.default_rng(1)
-    g = rng.normal(size=(30, 8))
-    g /= np.linalg.norm(g, axis=1, keepdims=True)
-    t = rng.normal(size=8)
-    t /= np.linalg.norm(t)
-    order, coverage = aligned_select(torch.from_numpy(g), torch.from_numpy(t), 6)
-    assert order.tolist() == np.argsort(-(g @ t))[:6].tolist()
-    s = np.cumsum(g[order], axis=0)
-    np.testing.assert_allclose(coverage, s @ t / np.linalg.norm(s, axis=1), rtol=1e-12)
-    # Unlike the greedy order, a duplicate of the best document is taken second.
-    e1, e2 = np.eye(3)[0], np.eye(3)[1]
-    rows = np.stack([e1, e1, 0.8 * e2 + 0.6 * np.eye(3)[2]])
-    order, _ = aligned_select(torch.from_numpy(rows), torch.from_numpy((e1 + e2) / np.sqrt(2)), 2)
-    assert order.tolist() == [0, 1]
+    order, _ = select(torch.from_numpy(rows), torch.from_numpy((e1 + e2) / np.sqrt(2)), 2)
+    assert order.tolist() == with_duplicate
 
 
 def test_attribute_order_option_selects_by_alignment() -> None:
