@@ -31,12 +31,13 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from experiments.capacity import stacked
 from layerscope.probes.memorization import count_parameters, memorized_bits
 
 COLUMNS = (
@@ -131,36 +132,70 @@ def _lr(step: int, base: float, total: int, decay: str = "none", warmup: int = 1
     return rate * (1.0 - frac if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
-def train(cfg: Config, trace: Path | None = None) -> dict[str, object]:
-    """Train to convergence (or ``max_steps``) and measure; one CSV row.
+def _group_key(cfg: Config) -> Config:
+    """What K models must share to train stacked: everything but N and the seed."""
+    return replace(cfg, samples=0, seed=0)
 
-    ``trace``: a JSON-lines file that gets one line per evaluation (the run's settings,
-    the step, the learning rate and the memorized bits), to see how the bits grow.
+
+def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[str, object]]:
+    """Train K models that differ only in N and seed, stacked; one CSV row each.
+
+    Every ``eval_every`` steps each model's memorized bits are measured (model k copied
+    into a ``GPT2LMHeadModel``, then :func:`memorized_bits`). At a constant rate a
+    model's row is taken when it first converges (growth below ``tol``); training goes
+    on until all have converged or ``max_steps``, and the rows keep those first
+    readings. ``trace``: a JSON-lines file that gets one line per model and evaluation.
     """
     start = time.perf_counter()
-    model, data = build_model(cfg), random_data(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    cfg = cfgs[0]
+    if any(_group_key(c) != _group_key(cfg) for c in cfgs):
+        raise ValueError("a stacked group must differ only in samples and seed")
+    models = [build_model(c) for c in cfgs]
+    params = stacked.stack(models)
+    sizes = torch.tensor([c.samples for c in cfgs])
+    data = torch.zeros(len(cfgs), int(sizes.max()), cfg.seq_len, dtype=torch.long)
+    for k, c in enumerate(cfgs):
+        data[k, : c.samples] = random_data(c)
+    batch = min(cfg.batch, int(sizes.min()))
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[float] = []
-    loss = torch.tensor(math.nan)
-    step, converged = 0, False
-    while step < cfg.max_steps and not (converged and cfg.decay == "none"):
-        model.train()
+    history: list[list[float]] = [[] for _ in cfgs]
+    rows: list[dict[str, object] | None] = [None] * len(cfgs)
+    loss = torch.full((len(cfgs),), math.nan)
+    step = 0
+    while step < cfg.max_steps and any(r is None for r in rows):
         for _ in range(min(cfg.eval_every, cfg.max_steps - step)):
-            idx = torch.randint(0, cfg.samples, (min(cfg.batch, cfg.samples),), generator=gen)
             for group in opt.param_groups:
                 group["lr"] = _lr(step, cfg.lr, cfg.max_steps, cfg.decay)
             opt.zero_grad(set_to_none=True)
-            loss = model(data[idx], labels=data[idx]).loss
-            loss.backward()
+            losses = stacked.losses(params, stacked.sample(data, sizes, batch, gen), cfg.heads)
+            losses.sum().backward()
             opt.step()
+            loss = losses.detach()
             step += 1
-        history.append(memorized_bits(model, data, batch_size=256).total_bits)
-        if trace is not None:
-            point = {"step": step, "lr": _lr(step - 1, cfg.lr, cfg.max_steps, cfg.decay)}
-            with trace.open("a") as handle:
-                handle.write(json.dumps(asdict(cfg) | point | {"bits": history[-1]}) + "\n")
-        converged = len(history) >= 2 and history[-1] - history[-2] < cfg.tol * history[-1]
+        for k, c in enumerate(cfgs):
+            if rows[k] is not None:
+                continue
+            model = stacked.load(params, k, models[k])
+            history[k].append(
+                memorized_bits(model, data[k, : c.samples], batch_size=256).total_bits
+            )
+            if trace is not None:
+                point = {"step": step, "lr": _lr(step - 1, cfg.lr, cfg.max_steps, cfg.decay)}
+                with trace.open("a") as handle:
+                    handle.write(json.dumps(asdict(c) | point | {"bits": history[k][-1]}) + "\n")
+            h = history[k]
+            converged = len(h) >= 2 and h[-1] - h[-2] < cfg.tol * h[-1]
+            if (converged and cfg.decay == "none") or step >= cfg.max_steps:
+                rows[k] = _row(c, models[k], h[-1], step, converged, float(loss[k]))
+    seconds = time.perf_counter() - start
+    return [{**r, "seconds": seconds} for r in rows if r is not None]
+
+
+def _row(
+    cfg: Config, model: nn.Module, bits: float, step: int, converged: bool, loss: float
+) -> dict[str, object]:
+    """One CSV row (without ``seconds``)."""
     data_bits = cfg.samples * (cfg.seq_len - 1) * math.log2(cfg.vocab)
     params = count_parameters(model)
     row = {k: v for k, v in asdict(cfg).items() if k in COLUMNS}  # lr, decay too
@@ -169,14 +204,18 @@ def train(cfg: Config, trace: Path | None = None) -> dict[str, object]:
         "heads": cfg.heads,
         "params": params,
         "data_bits": data_bits,
-        "memorized_bits": history[-1],
-        "bits_per_param": history[-1] / params,
-        "fraction_of_data": history[-1] / data_bits,
+        "memorized_bits": bits,
+        "bits_per_param": bits / params,
+        "fraction_of_data": bits / data_bits,
         "steps": step,
         "converged": converged,
-        "final_loss": float(loss.detach()),
-        "seconds": time.perf_counter() - start,
+        "final_loss": loss,
     }
+
+
+def train(cfg: Config, trace: Path | None = None) -> dict[str, object]:
+    """Train one model to convergence (or ``max_steps``) and measure; one CSV row."""
+    return train_group([cfg], trace)[0]
 
 
 def _ints(text: str) -> list[int]:
@@ -212,14 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.writeheader()
         for layers in args.layers:
             for width in args.width:
-                for samples in args.sizes:
-                    for seed in args.seeds:
-                        point = {"layers": layers, "width": width, "samples": samples}
-                        cfg = Config(**{**shared, **point, "seed": seed})
-                        row = train(cfg, args.trace)
-                        writer.writerow(row)
-                        handle.flush()
-                        print(", ".join(f"{k}={row[k]}" for k in COLUMNS), file=sys.stderr)
+                point = {"layers": layers, "width": width}
+                group = [
+                    Config(**{**shared, **point, "samples": samples, "seed": seed})
+                    for samples in args.sizes
+                    for seed in args.seeds
+                ]
+                for row in train_group(group, args.trace):
+                    writer.writerow(row)
+                    print(", ".join(f"{k}={row[k]}" for k in COLUMNS), file=sys.stderr)
+                handle.flush()
     return 0
 
 
