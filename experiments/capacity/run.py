@@ -11,10 +11,11 @@ bfloat16, 3.83 in float32; models of 1–8 layers, width 32–512, V = 2048, S =
 One CSV row per (model, N, seed): the model, the data's entropy over the scored
 tokens (tokens 2..S, see the probe's docstring), the memorized bits, bits/parameter,
 steps taken and whether training stopped on convergence. Training: AdamW (lr 1e-3,
-β = (0.9, 0.999), no weight decay, 100 warm-up steps), batches of up to 128 sequences
-drawn at random; every ``eval_every`` steps the memorized bits are measured and
-training stops once they grew by less than ``tol`` (relative) over the last
-evaluation window, or after ``max_steps``. ``--decay linear`` or ``cosine`` lowers the
+β = (0.9, 0.999), no weight decay, 100 warm-up steps), batches of 128 sequences
+drawn at random with replacement (so the batch is the same for every N); every
+``eval_every`` steps the memorized bits are measured and training stops once they
+grew by less than ``tol`` (relative) over the last evaluation window, or after
+``max_steps``. ``--decay linear`` or ``cosine`` lowers the
 learning rate after warm-up to 0 at ``max_steps`` (then training runs all ``max_steps``;
 ``converged`` still says whether the last window grew by less than ``tol``).
 
@@ -156,7 +157,6 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
     data = torch.zeros(len(cfgs), int(sizes.max()), cfg.seq_len, dtype=torch.long)
     for k, c in enumerate(cfgs):
         data[k, : c.samples] = random_data(c)
-    batch = min(cfg.batch, int(sizes.min()))
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[list[float]] = [[] for _ in cfgs]
@@ -168,7 +168,7 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
             for group in opt.param_groups:
                 group["lr"] = _lr(step, cfg.lr, cfg.max_steps, cfg.decay)
             opt.zero_grad(set_to_none=True)
-            losses = stacked.losses(params, stacked.sample(data, sizes, batch, gen), cfg.heads)
+            losses = stacked.losses(params, stacked.sample(data, sizes, cfg.batch, gen), cfg.heads)
             losses.sum().backward()
             opt.step()
             loss = losses.detach()
@@ -234,6 +234,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
             choices = DECAYS if f.name == "decay" else None
             flag = f"--{f.name.replace('_', '-')}"
             p.add_argument(flag, type=type(f.default), default=f.default, choices=choices)
+    p.add_argument(
+        "--lr-exponent",
+        type=float,
+        default=0.0,
+        help="scale the rate with width: lr·(16/width)^E (1.5 ran here; 0: the same lr)",
+    )
     p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
     p.add_argument("--trace", type=Path, help="JSON lines: the bits at every evaluation")
     return p.parse_args(argv)
@@ -251,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             writer.writeheader()
         for layers in args.layers:
             for width in args.width:
-                point = {"layers": layers, "width": width}
+                lr = args.lr * (16 / width) ** args.lr_exponent
+                point = {"layers": layers, "width": width, "lr": lr}
                 group = [
                     Config(**{**shared, **point, "samples": samples, "seed": seed})
                     for samples in args.sizes

@@ -1,0 +1,124 @@
+"""The capacity plateau of a sweep: a table per model size and a two-panel figure.
+
+Morris et al. (2025), "How much do language models memorize?" (arXiv 2505.24832),
+figure 1 and §4: a model's capacity is the height of the plateau its total memorized
+bits reach as the data set grows; capacity over parameters is bits per parameter, and
+their slope of capacity against parameters across sizes is ≈ 3.6.
+
+For each model size this takes, at every data-set size N, the mean over seeds of the
+memorized bits, and reads the plateau as the largest of those means; the interval is
+the lowest and highest single seed at that N. Across sizes, the slope of the plateau
+against the parameter count is fitted through the origin by least squares
+(slope = Σ pᵢ·bᵢ / Σ pᵢ²), with a bootstrap interval over the sizes.
+
+    python -m experiments.capacity.plot docs/memorization/capacity-sweep.csv \\
+        --out docs/memorization/capacity-sweep.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAPER_BITS_PER_PARAM = 3.6
+
+
+def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per model size: the plateau N, its bits and bits/parameter, seed range."""
+    out = []
+    for (layers, width, dtype), f in rows.groupby(["layers", "width", "dtype"], sort=True):
+        by_n = f.groupby("samples")["memorized_bits"]
+        means = by_n.mean()
+        best = int(means.idxmax())
+        at = f[f["samples"] == best]
+        params = int(f["params"].iloc[0])
+        out.append(
+            {
+                "layers": layers,
+                "width": width,
+                "dtype": dtype,
+                "params": params,
+                "sizes": ",".join(str(int(n)) for n in means.index),
+                "plateau_N": best,
+                "seeds": len(at),
+                "plateau_bits": float(means.max()),
+                "bits_low": float(at["memorized_bits"].min()),
+                "bits_high": float(at["memorized_bits"].max()),
+                "bits_per_param": float(means.max()) / params,
+                "bpp_low": float(at["memorized_bits"].min()) / params,
+                "bpp_high": float(at["memorized_bits"].max()) / params,
+                "steps": int(at["steps"].max()),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def slope(params: np.ndarray, bits: np.ndarray, draws: int = 2000) -> tuple[float, float, float]:
+    """Least-squares slope through the origin, and its 95 % bootstrap interval over sizes."""
+    fit = float(params @ bits / (params @ params))
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(params), size=(draws, len(params)))
+    boot = (params[picks] * bits[picks]).sum(1) / (params[picks] ** 2).sum(1)
+    return fit, float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+
+
+def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
+    """Left: memorized bits against N per size (mean over seeds, each seed a dot).
+    Right: plateau against parameters, with our slope and the paper's 3.6 bits/param."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (_, _, dtype), f in rows.groupby(["layers", "width", "dtype"], sort=True):
+        means = f.groupby("samples")["memorized_bits"].mean()
+        params = int(f["params"].iloc[0])
+        (line,) = left.plot(
+            means.index, means.values, marker="o", label=f"{params:,} params, {dtype}"
+        )
+        left.scatter(f["samples"], f["memorized_bits"], s=8, color=line.get_color(), alpha=0.5)
+        left.axhline(PAPER_BITS_PER_PARAM * params, color=line.get_color(), ls=":", lw=0.8)
+    left.set(xscale="log", yscale="log", xlabel="data-set size N (sequences)")
+    left.set(ylabel="memorized bits", title="memorized bits vs N (dotted: 3.6 bits/param)")
+    left.legend(fontsize=8)
+    p = table["params"].to_numpy(float)
+    b = table["plateau_bits"].to_numpy(float)
+    err = np.vstack([b - table["bits_low"], table["bits_high"] - b])
+    right.errorbar(p, b, yerr=err, fmt="o", label="plateau (seed range)")
+    fit, lo, hi = slope(p, b)
+    grid = np.linspace(0, p.max() * 1.05, 50)
+    right.plot(grid, fit * grid, label=f"fit: {fit:.2f} bits/param [{lo:.2f}, {hi:.2f}]")
+    right.plot(grid, PAPER_BITS_PER_PARAM * grid, ls="--", label="paper: 3.6 bits/param")
+    right.set(xlabel="parameters", ylabel="plateau (bits)", title="capacity vs parameters")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp" + out.suffix)
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(out)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the plateau table (markdown) and the fitted slope; write the figure."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("csv", type=Path, nargs="+", help="rows of experiments.capacity.run")
+    p.add_argument("--out", type=Path, help="figure (PNG)")
+    args = p.parse_args(argv)
+    rows = pd.concat([pd.read_csv(f) for f in args.csv], ignore_index=True)
+    table = plateaus(rows)
+    print(table.to_markdown(index=False, floatfmt=".3g"))
+    fit, lo, hi = slope(table["params"].to_numpy(float), table["plateau_bits"].to_numpy(float))
+    print(f"\nslope through the origin: {fit:.3f} bits/param, 95 % bootstrap [{lo:.3f}, {hi:.3f}]")
+    if args.out is not None:
+        plot(rows, table, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
