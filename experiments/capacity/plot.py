@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.tables import markdown
+
 PAPER_BITS_PER_PARAM = 3.6
 
 
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = pd.concat([pd.read_csv(f) for f in args.csv], ignore_index=True)
     table = plateaus(rows)
-    print(table.to_markdown(index=False, floatfmt=".3g"))
+    print(markdown(table))
     fit, lo, hi = slope(table["params"].to_numpy(float), table["plateau_bits"].to_numpy(float))
     print(f"\nslope through the origin: {fit:.3f} bits/param, 95 % bootstrap [{lo:.3f}, {hi:.3f}]")
     if args.out is not None:

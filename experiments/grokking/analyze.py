@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.tables import markdown
 from layerscope.functional.phases import OVERFIT, PhaseRules
 from layerscope.track import RunStore
 from layerscope.track.phases import phases_from_history
@@ -95,15 +96,6 @@ def summarise(dbs: Sequence[Path], csv_dir: Path | None, drop: float) -> pd.Data
     return pd.DataFrame(rows).astype(dict.fromkeys(steps, "Int64"))
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table of ``frame`` (numbers as pandas prints them)."""
-    cells = frame.astype(object).where(frame.notna(), "—").astype(str)
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
-    lines.append("|" + "---|" * len(frame.columns))
-    lines += ["| " + " | ".join(row) + " |" for row in cells.to_numpy().tolist()]
-    return "\n".join(lines)
-
-
 SPECTRAL = [
     "step",
     "train_acc",
@@ -127,7 +119,7 @@ def steps_table(csv: Path, steps: Sequence[int], columns: Sequence[str]) -> str:
     """Markdown table of a saved trajectory at the given steps (those present)."""
     frame = pd.read_csv(csv)
     rows = frame[frame["step"].isin(steps)][list(columns)]
-    return markdown(rows.round(3))
+    return markdown(rows.round(3), fmt="")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

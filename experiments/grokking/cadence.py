@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.grokking.analyze import METRICS, history_from_csv, markdown
+from experiments.grokking.analyze import METRICS, history_from_csv
+from experiments.tables import markdown
 from layerscope.functional.phases import PhaseRules
 from layerscope.track import RunStore
 from layerscope.track.phases import phase_alerts, phases_from_history
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sensitivity", metavar="CADENCE", help="rule variants at one cadence")
     args = p.parse_args(argv)
     if args.sensitivity:
-        print(markdown(sensitivity(args.inputs, args.sensitivity)))
+        print(markdown(sensitivity(args.inputs, args.sensitivity), fmt=""))
         return 0
     table = evaluate(args.inputs)
     if args.pivot:
@@ -197,9 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cell = cell + " (" + table["verdict"] + ")"
         out = table.assign(cell=cell).pivot(index="run", columns="cadence", values="cell")
         out = out[list(CADENCES)].reset_index()
-        print(markdown(out) if args.markdown else out.to_string(index=False))
+        print(markdown(out, fmt="") if args.markdown else out.to_string(index=False))
     elif args.markdown:
-        print(markdown(table))
+        print(markdown(table, fmt=""))
     else:
         print(table.to_string(index=False))
     print(score(table).to_string(), file=sys.stderr)

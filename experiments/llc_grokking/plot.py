@@ -10,7 +10,6 @@ that never gets there: the second half of the run).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
+
+from experiments.tables import markdown
 
 
 def summary(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -47,21 +48,6 @@ def summary(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table of ``frame`` (floats to 3 significant digits)."""
-
-    def cell(v: object) -> str:
-        if not isinstance(v, float):
-            return str(v)
-        if math.isnan(v):
-            return "–"
-        return str(int(v)) if v.is_integer() else f"{v:.3g}"
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join(lines)
 
 
 def plot(runs: dict[str, pd.DataFrame], out: Path) -> None:

@@ -1,0 +1,56 @@
+"""The capacity plateau table and the slope fitted across sizes, against numpy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from experiments.capacity import plot
+
+
+def _rows() -> pd.DataFrame:
+    rows = []
+    # Size 100: N = 10 holds 300 and 340 bits (mean 320), N = 20 holds 400 and 380 (390).
+    for n, bits in [(10, (300.0, 340.0)), (20, (400.0, 380.0))]:
+        for seed, b in enumerate(bits):
+            rows.append({"layers": 1, "width": 8, "dtype": "float32", "params": 100,
+                         "samples": n, "seed": seed, "memorized_bits": b, "steps": 50})  # fmt: skip
+    for seed, b in enumerate((900.0, 1100.0)):  # size 300: one N, mean 1000
+        rows.append({"layers": 1, "width": 16, "dtype": "float32", "params": 300,
+                     "samples": 40, "seed": seed, "memorized_bits": b, "steps": 70})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_plateau_is_the_best_mean_over_n_with_its_seed_range() -> None:
+    table = plot.plateaus(_rows()).set_index("width")
+    assert table.loc[8, "plateau_N"] == 20 and table.loc[8, "plateau_bits"] == 390.0
+    assert (table.loc[8, "bits_low"], table.loc[8, "bits_high"]) == (380.0, 400.0)
+    assert table.loc[8, "bits_per_param"] == pytest.approx(3.9)
+    assert table.loc[16, "bpp_low"] == pytest.approx(3.0) and table.loc[16, "steps"] == 70
+    assert table.loc[8, "sizes"] == "10,20" and table.loc[8, "seeds"] == 2
+
+
+def test_slope_through_the_origin_is_least_squares() -> None:
+    rng = np.random.default_rng(3)
+    params = np.array([1e3, 2e3, 5e3, 1e4, 2e4])
+    bits = 2.5 * params * (1 + 0.05 * rng.standard_normal(5))
+    fit, lo, hi = plot.slope(params, bits)
+    ref = np.linalg.lstsq(params[:, None], bits, rcond=None)[0][0]
+    assert fit == pytest.approx(ref) and lo <= fit <= hi
+    assert plot.slope(params, 3.6 * params)[0] == pytest.approx(3.6)
+
+
+def test_main_prints_the_table_and_writes_the_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    csv = tmp_path / "rows.csv"
+    _rows().to_csv(csv, index=False)
+    assert plot.main([str(csv), "--out", str(tmp_path / "fig.png")]) == 0
+    assert "slope through the origin" in capsys.readouterr().out
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
