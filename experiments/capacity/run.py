@@ -61,6 +61,7 @@ COLUMNS = (
     "seconds",
     "lr",
     "decay",
+    "batch",
 )
 
 
