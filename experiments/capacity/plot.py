@@ -7,9 +7,11 @@ their slope of capacity against parameters across sizes is ≈ 3.6.
 
 For each model size this takes, at every data-set size N, the mean over seeds of the
 memorized bits, and reads the plateau as the largest of those means; the interval is
-the lowest and highest single seed at that N. Across sizes, the slope of the plateau
-against the parameter count is fitted through the origin by least squares
-(slope = Σ pᵢ·bᵢ / Σ pᵢ²), with a bootstrap interval over the sizes.
+the lowest and highest single seed at that N, and ``of_data`` the share of that
+data set's entropy the plateau holds (near 1: the data, not the model, set the
+point). Across sizes, the slope of the plateau against the parameter count is fitted
+through the origin by least squares (slope = Σ pᵢ·bᵢ / Σ pᵢ²), with a bootstrap
+interval over the sizes.
 
     python -m experiments.capacity.plot docs/memorization/capacity-sweep.csv \\
         --out docs/memorization/capacity-sweep.png
@@ -48,9 +50,10 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
                 "sizes": ",".join(str(int(n)) for n in means.index),
                 "plateau_N": best,
                 "seeds": len(at),
-                "plateau_bits": float(means.max()),
-                "bits_low": float(at["memorized_bits"].min()),
-                "bits_high": float(at["memorized_bits"].max()),
+                "plateau_bits": round(float(means.max())),
+                "bits_low": round(float(at["memorized_bits"].min())),
+                "bits_high": round(float(at["memorized_bits"].max())),
+                "of_data": float(means.max() / at["data_bits"].iloc[0]),
                 "bits_per_param": float(means.max()) / params,
                 "bpp_low": float(at["memorized_bits"].min()) / params,
                 "bpp_high": float(at["memorized_bits"].max()) / params,

@@ -19,10 +19,12 @@ def _rows() -> pd.DataFrame:
     for n, bits in [(10, (300.0, 340.0)), (20, (400.0, 380.0))]:
         for seed, b in enumerate(bits):
             rows.append({"layers": 1, "width": 8, "dtype": "float32", "params": 100,
-                         "samples": n, "seed": seed, "memorized_bits": b, "steps": 50})  # fmt: skip
+                         "samples": n, "seed": seed, "memorized_bits": b, "steps": 50,
+                         "data_bits": 40.0 * n})  # fmt: skip
     for seed, b in enumerate((900.0, 1100.0)):  # size 300: one N, mean 1000
         rows.append({"layers": 1, "width": 16, "dtype": "float32", "params": 300,
-                     "samples": 40, "seed": seed, "memorized_bits": b, "steps": 70})  # fmt: skip
+                     "samples": 40, "seed": seed, "memorized_bits": b, "steps": 70,
+                     "data_bits": 2000.0})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -31,6 +33,7 @@ def test_the_plateau_is_the_best_mean_over_n_with_its_seed_range() -> None:
     assert table.loc[8, "plateau_N"] == 20 and table.loc[8, "plateau_bits"] == 390.0
     assert (table.loc[8, "bits_low"], table.loc[8, "bits_high"]) == (380.0, 400.0)
     assert table.loc[8, "bits_per_param"] == pytest.approx(3.9)
+    assert table.loc[8, "of_data"] == pytest.approx(390 / 800) and table.loc[16, "of_data"] == 0.5
     assert table.loc[16, "bpp_low"] == pytest.approx(3.0) and table.loc[16, "steps"] == 70
     assert table.loc[8, "sizes"] == "10,20" and table.loc[8, "seeds"] == 2
 
