@@ -146,7 +146,8 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
     into a ``GPT2LMHeadModel``, then :func:`memorized_bits`). At a constant rate a
     model's row is taken when it first converges (growth below ``tol``); training goes
     on until all have converged or ``max_steps``, and the rows keep those first
-    readings. ``trace``: a JSON-lines file that gets one line per model and evaluation.
+    readings; ``seconds`` is the whole group's wall time. ``trace``: a JSON-lines file
+    that gets one line per model and evaluation.
     """
     start = time.perf_counter()
     cfg = cfgs[0]
