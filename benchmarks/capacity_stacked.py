@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Iterable
 
 import torch
 from experiments.capacity import run as cap
@@ -25,20 +26,31 @@ def _configs(width: int, k: int) -> list[cap.Config]:
     ]
 
 
+def _ms_per_step(
+    step: Callable[[], torch.Tensor], params: Iterable[torch.Tensor], steps: int
+) -> float:
+    """Milliseconds per AdamW step (``step`` returns the loss), after 20 warm-up steps."""
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    for i in range(steps + 20):
+        if i == 20:
+            start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        step().backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
 def hf_ms(width: int, steps: int) -> float:
     """Milliseconds per AdamW step of one ``GPT2LMHeadModel``."""
     cfg = _configs(width, 1)[0]
     model, data = cap.build_model(cfg), cap.random_data(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
-    for i in range(steps + 20):
-        if i == 20:
-            start = time.perf_counter()
+
+    def step() -> torch.Tensor:
         idx = torch.randint(0, cfg.samples, (cfg.batch,), generator=gen)
-        opt.zero_grad(set_to_none=True)
-        model(data[idx], labels=data[idx]).loss.backward()
-        opt.step()
-    return (time.perf_counter() - start) / steps * 1e3
+        return model(data[idx], labels=data[idx]).loss
+
+    return _ms_per_step(step, model.parameters(), steps)
 
 
 def stacked_ms(width: int, k: int, steps: int) -> float:
@@ -47,16 +59,13 @@ def stacked_ms(width: int, k: int, steps: int) -> float:
     params = stacked.stack([cap.build_model(c) for c in cfgs])
     data = torch.stack([cap.random_data(c) for c in cfgs])
     sizes = torch.full((k,), cfgs[0].samples)
-    opt = torch.optim.AdamW(params.values(), lr=1e-3, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
-    for i in range(steps + 20):
-        if i == 20:
-            start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+
+    def step() -> torch.Tensor:
         ids = stacked.sample(data, sizes, cfgs[0].batch, gen)
-        stacked.losses(params, ids, cfgs[0].heads).sum().backward()
-        opt.step()
-    return (time.perf_counter() - start) / steps * 1e3
+        return stacked.losses(params, ids, cfgs[0].heads).sum()
+
+    return _ms_per_step(step, params.values(), steps)
 
 
 def main() -> None:

@@ -96,7 +96,8 @@ def logits(p: dict[str, torch.Tensor], ids: torch.Tensor, heads: int) -> torch.T
     """Logits [K, B, S, V] of the K stacked models on their token ids [K, B, S]."""
     wte, wpe = p["transformer.wte.weight"], p["transformer.wpe.weight"]
     seq = ids.shape[-1]
-    h = torch.stack([wte[k][ids[k]] for k in range(ids.shape[0])]) + wpe[:, None, :seq]
+    models = torch.arange(ids.shape[0])[:, None, None]
+    h = wte[models, ids] + wpe[:, None, :seq]  # model k's embedding rows of ids[k]
     layers = (len(p) - 4) // len(BLOCK)
     for i in range(layers):
         pre = f"transformer.h.{i}."
