@@ -85,6 +85,7 @@ class Config:
     tol: float = 0.005
     decay: str = "none"
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.decay not in DECAYS:
@@ -147,18 +148,22 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
     model's row is taken when it first converges (growth below ``tol``); training goes
     on until all have converged or ``max_steps``, and the rows keep those first
     readings; ``seconds`` is the whole group's wall time. ``trace``: a JSON-lines file
-    that gets one line per model and evaluation.
+    that gets one line per model and evaluation. ``device`` (e.g. ``cuda``) holds the
+    weights, the data and the optimizer; the data and the batches are drawn on the CPU
+    from the same seeds, so a run picks the same rows on any device.
     """
     start = time.perf_counter()
     cfg = cfgs[0]
     if any(_group_key(c) != _group_key(cfg) for c in cfgs):
         raise ValueError("a stacked group must differ only in samples and seed")
-    models = [build_model(c) for c in cfgs]
+    device = torch.device(cfg.device)
+    models = [build_model(c).to(device) for c in cfgs]
     params = stacked.stack(models)
     sizes = torch.tensor([c.samples for c in cfgs])
     data = torch.zeros(len(cfgs), int(sizes.max()), cfg.seq_len, dtype=torch.long)
     for k, c in enumerate(cfgs):
         data[k, : c.samples] = random_data(c)
+    data = data.to(device)
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[list[float]] = [[] for _ in cfgs]
@@ -232,7 +237,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=_ints, default=[defaults.samples], help="data-set sizes N")
     p.add_argument("--seeds", type=_ints, default=[0], help="seeds (model init and data)")
     for f in fields(Config):
-        if f.name not in ("layers", "width", "samples", "seed"):
+        if f.name not in ("layers", "width", "samples", "seed"):  # device: cpu, cuda, ...
             choices = DECAYS if f.name == "decay" else None
             flag = f"--{f.name.replace('_', '-')}"
             p.add_argument(flag, type=type(f.default), default=f.default, choices=choices)
@@ -244,7 +249,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
     p.add_argument("--trace", type=Path, help="JSON lines: the bits at every evaluation")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as exc:  # unknown or unavailable device
+        p.error(f"--device {args.device}: {str(exc).splitlines()[0]}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

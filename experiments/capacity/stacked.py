@@ -96,7 +96,7 @@ def logits(p: dict[str, torch.Tensor], ids: torch.Tensor, heads: int) -> torch.T
     """Logits [K, B, S, V] of the K stacked models on their token ids [K, B, S]."""
     wte, wpe = p["transformer.wte.weight"], p["transformer.wpe.weight"]
     seq = ids.shape[-1]
-    models = torch.arange(ids.shape[0])[:, None, None]
+    models = torch.arange(ids.shape[0], device=ids.device)[:, None, None]
     h = wte[models, ids] + wpe[:, None, :seq]  # model k's embedding rows of ids[k]
     layers = (len(p) - 4) // len(BLOCK)
     for i in range(layers):
@@ -132,8 +132,10 @@ def sample(
     """A batch [K, B, S] per model: B rows drawn uniformly from model k's first N_k rows.
 
     ``data`` [K, N_max, S] holds each model's data set padded to the longest; ``sizes``
-    the N_k. Row r = ⌊u·N_k⌋ with u uniform on [0, 1) is uniform on 0..N_k − 1.
+    the N_k. Row r = ⌊u·N_k⌋ with u uniform on [0, 1) is uniform on 0..N_k − 1. The
+    draws are made on the CPU (``gen`` is a CPU generator), then moved to ``data``'s
+    device, so the batches are the same on every device.
     """
     u = torch.rand(data.shape[0], batch, generator=gen, dtype=torch.float64)
-    rows = (u * sizes[:, None]).long().clamp_max(sizes[:, None] - 1)
+    rows = (u * sizes[:, None]).long().clamp_max(sizes[:, None] - 1).to(data.device)
     return torch.gather(data, 1, rows[:, :, None].expand(-1, -1, data.shape[-1]))

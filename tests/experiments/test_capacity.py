@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
@@ -67,3 +68,21 @@ def test_a_decayed_run_takes_all_its_steps(tmp_path: Path) -> None:
     # The same run at a constant rate stops at step 200 (converged; see the test above).
     assert (row["steps"], row["lr"], row["decay"]) == (300, 0.01, "linear")
     assert bool(row["converged"])
+
+
+def test_an_unknown_device_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cap.main(["--device", "tpu9", "--sizes", "4"])
+    assert stop.value.code == 2
+    assert "error: --device tpu9: " in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_run_follows_the_cpu_run(tmp_path: Path) -> None:
+    # Same seeds, same batches (drawn on the CPU): the rows agree up to float rounding.
+    args = ["--vocab", "16", "--seq-len", "16", "--sizes", "4,8", "--lr", "0.01"]
+    args += ["--max-steps", "200", "--eval-every", "100", "--decay", "cosine"]
+    for device in ("cpu", "cuda"):
+        assert cap.main([*args, "--device", device, "--out", str(tmp_path / f"{device}.csv")]) == 0
+    cpu, gpu = (pd.read_csv(tmp_path / f"{d}.csv") for d in ("cpu", "cuda"))
+    assert np.allclose(cpu["memorized_bits"], gpu["memorized_bits"], rtol=0.02)
