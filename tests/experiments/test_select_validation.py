@@ -64,3 +64,39 @@ def test_table_refuses_runs_of_different_k() -> None:
     ]
     with pytest.raises(SystemExit, match="different k"):
         val.table(runs)
+
+
+def test_chunks_are_consecutive_runs_of_ids() -> None:
+    assert val.chunks([1, 2, 3, 4, 5, 6, 7], 3) == [(1, 2, 3), (4, 5, 6)]
+
+
+WORKS = {
+    "a_gut.txt": "to be or  not to be, that is the question " * 40,
+    "b_gut.txt": "whether tis nobler in the mind to suffer " * 40,
+    "c_gut.txt": "the slings and arrows of outrageous fortune " * 40,
+    "d_gut.txt": "or to take arms against a sea of troubles " * 40,
+}
+
+
+def test_character_coding_is_one_id_per_character() -> None:
+    coded, vocab = val.code_works(WORKS, val.Config(chars=16))
+    alphabet = sorted(set("".join(WORKS.values())))
+    assert vocab == len(alphabet)
+    first = val.passages(WORKS["c_gut.txt"], 16)[3]
+    assert coded["c_gut.txt"][3] == tuple(alphabet.index(c) for c in first)
+
+
+def test_bpe_is_learned_on_the_base_half_and_is_lossless() -> None:
+    from tokenizers import decoders
+
+    cfg = val.Config(chars=8, tokenizer="bpe", bpe_vocab=300)
+    coded, vocab = val.code_works(WORKS, cfg)
+    assert vocab == 300 and coded == val.code_works(WORKS, cfg)[0]  # deterministic
+    tok = val.bpe(["a_gut.txt", "b_gut.txt"], WORKS, 300)
+    tok.decoder = decoders.ByteLevel()
+    ids = [i for p in coded["d_gut.txt"] for i in p]
+    assert all(len(p) == 8 for p in coded["d_gut.txt"])
+    assert WORKS["d_gut.txt"].startswith(tok.decode(ids))  # chunks of the text, in order
+    # Merges come from the base half: its words are single tokens, the other half's are not.
+    assert len(tok.encode(" question").ids) == 1
+    assert len(tok.encode(" outrageous").ids) > 1
