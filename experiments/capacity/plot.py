@@ -13,8 +13,15 @@ point). Across sizes, the slope of the plateau against the parameter count is fi
 through the origin by least squares (slope = Σ pᵢ·bᵢ / Σ pᵢ²), with a bootstrap
 interval over the sizes.
 
+Rows of several budgets (``steps``) are read apart: :func:`budgets` gives, per size and
+budget, the plateau and its change from the previous budget per doubling of the steps
+(a plateau that moves by less than 1 % per doubling is taken as converged), and
+``--largest-budget`` reads each size's plateau at its largest budget only.
+
     python -m experiments.capacity.plot docs/memorization/capacity-sweep.csv \\
         --out docs/memorization/capacity-sweep.png
+    python -m experiments.capacity.plot docs/memorization/capacity-{sweep,budget}.csv \\
+        --largest-budget --out docs/memorization/capacity-converged.png
 """
 
 from __future__ import annotations
@@ -61,6 +68,34 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def largest_budget(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each size's rows at the largest number of steps it was trained for."""
+    most = rows.groupby(["layers", "width", "dtype"])["steps"].transform("max")
+    return rows[rows["steps"] == most]
+
+
+def budgets(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per size and budget: the plateau (best seed-mean over N), its N, and the relative
+    change of the plateau from the size's previous budget divided by log₂ of the steps'
+    ratio (the change per doubling of the budget; NaN at a size's first budget)."""
+    out = []
+    for key, f in rows.groupby(["layers", "width", "dtype", "steps"], sort=True):
+        means = f.groupby("samples")["memorized_bits"].mean()
+        best = int(means.idxmax())
+        params = int(f["params"].iloc[0])
+        seeds = f[f["samples"] == best]["memorized_bits"] / params
+        out.append(dict(zip(("layers", "width", "dtype", "steps"), key, strict=True)) | {
+            "params": params, "sizes": ",".join(str(int(n)) for n in means.index),
+            "plateau_N": best, "seeds": len(seeds), "bits_per_param": means.max() / params,
+            "bpp_low": seeds.min(), "bpp_high": seeds.max(),
+        })  # fmt: skip
+    table = pd.DataFrame(out)
+    prev = table.groupby(["layers", "width", "dtype"])[["bits_per_param", "steps"]].shift()
+    ratio = table["bits_per_param"] / prev["bits_per_param"] - 1
+    table["change_per_doubling"] = ratio / np.log2(table["steps"] / prev["steps"])
+    return table
 
 
 def slope(params: np.ndarray, bits: np.ndarray, draws: int = 2000) -> tuple[float, float, float]:
@@ -114,8 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("csv", type=Path, nargs="+", help="rows of experiments.capacity.run")
     p.add_argument("--out", type=Path, help="figure (PNG)")
+    p.add_argument(
+        "--largest-budget",
+        action="store_true",
+        help="print the plateau at every budget, then read each size at its largest",
+    )
     args = p.parse_args(argv)
     rows = pd.concat([pd.read_csv(f) for f in args.csv], ignore_index=True)
+    if args.largest_budget:
+        print(markdown(budgets(rows)) + "\n")
+        rows = largest_budget(rows)
     table = plateaus(rows)
     print(markdown(table))
     fit, lo, hi = slope(table["params"].to_numpy(float), table["plateau_bits"].to_numpy(float))

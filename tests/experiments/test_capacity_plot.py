@@ -57,3 +57,30 @@ def test_main_prints_the_table_and_writes_the_figure(
     assert plot.main([str(csv), "--out", str(tmp_path / "fig.png")]) == 0
     assert "slope through the origin" in capsys.readouterr().out
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _budget_rows() -> pd.DataFrame:
+    # One size (100 params) at 1,000 steps (N = 10: 200 bits; N = 20: 150) and 4,000
+    # steps (N = 20: 240 and 260 bits, mean 250; the plateau moves to N = 20).
+    rows = [(1000, 10, 0, 200.0), (1000, 20, 0, 150.0), (4000, 20, 0, 240.0), (4000, 20, 1, 260.0)]
+    return pd.DataFrame(
+        [{"layers": 1, "width": 8, "dtype": "float32", "params": 100, "samples": n,
+          "seed": seed, "memorized_bits": b, "steps": steps, "data_bits": 40.0 * n}
+         for steps, n, seed, b in rows]
+    )  # fmt: skip
+
+
+def test_budgets_give_the_plateau_and_its_change_per_doubling() -> None:
+    table = plot.budgets(_budget_rows()).set_index("steps")
+    assert table.loc[1000, "plateau_N"] == 10 and table.loc[1000, "bits_per_param"] == 2.0
+    assert table.loc[4000, "plateau_N"] == 20 and table.loc[4000, "bits_per_param"] == 2.5
+    assert (table.loc[4000, "bpp_low"], table.loc[4000, "bpp_high"]) == (2.4, 2.6)
+    assert np.isnan(table.loc[1000, "change_per_doubling"])
+    assert table.loc[4000, "change_per_doubling"] == pytest.approx(0.25 / 2)  # two doublings
+
+
+def test_the_largest_budget_keeps_each_sizes_longest_runs() -> None:
+    rows = pd.concat([_rows(), _budget_rows().assign(width=32)], ignore_index=True)
+    kept = plot.largest_budget(rows)
+    assert sorted(kept.groupby("width")["steps"].unique().map(list).sum()) == [50, 70, 4000]
+    assert len(kept[kept["width"] == 32]) == 2
