@@ -85,8 +85,16 @@ def test_one_work_split(tmp_path: Path) -> None:
         "d_gut.txt": "".join(f"d{i:03d}" for i in range(50)),
     }
     texts = val.load_works(_sdist(tmp_path, works))
+    alphabet = sorted(set("".join(works.values())))
+
+    def split(cfg: val.Config) -> tuple[list[str], list[str], list[str], str | None]:
+        coded, vocab = val.code_works(texts, cfg)
+        assert vocab == len(alphabet)
+        *parts, work = val.split(coded, cfg)
+        return *(["".join(alphabet[i] for i in p) for p in part] for part in parts), work
+
     cfg = val.Config(chars=4, k=5, ratio=20, heldout=30, truth="work", seed=3)
-    base, pool, held, work = val.split(texts, cfg)
+    base, pool, held, work = split(cfg)
     assert work == "c_gut.txt"
     assert len(base) == 80 and all(p[0] in "ab" for p in base)
     assert len(pool) == 100 and len(set(pool)) == 100
@@ -95,7 +103,7 @@ def test_one_work_split(tmp_path: Path) -> None:
     assert len(held) == 30 and all(p.startswith("c") for p in held)
     assert not set(held) & set(pool)  # held out: never in the pool
     random_cfg = val.Config(chars=4, k=5, ratio=20, heldout=30, seed=3)
-    _, pool_r, held_r, work_r = val.split(texts, random_cfg)
+    _, pool_r, held_r, work_r = split(random_cfg)
     assert work_r is None and len(pool_r) == 100 and len(held_r) == 30
     assert not set(held_r) & set(pool_r)
 
