@@ -13,9 +13,9 @@ point). Across sizes, the slope of the plateau against the parameter count is fi
 through the origin by least squares (slope = Σ pᵢ·bᵢ / Σ pᵢ²), with a bootstrap
 interval over the sizes.
 
-Rows of several budgets (``steps``) are read apart: :func:`budgets` gives, per size and
-budget, the plateau and its change from the previous budget per doubling of the steps
-(a plateau that moves by less than 1 % per doubling is taken as converged), and
+Rows of several budgets (``steps``) are read apart: :func:`budgets` gives, per size, N and
+budget, bits/parameter and its change from the previous budget per doubling of the steps
+(a point that moves by less than 1 % per doubling is taken as converged), and
 ``--largest-budget`` reads each size's plateau at its largest budget only.
 
     python -m experiments.capacity.plot docs/memorization/capacity-sweep.csv \\
@@ -77,22 +77,20 @@ def largest_budget(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def budgets(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per size and budget: the plateau (best seed-mean over N), its N, and the relative
-    change of the plateau from the size's previous budget divided by log₂ of the steps'
-    ratio (the change per doubling of the budget; NaN at a size's first budget)."""
-    out = []
-    for key, f in rows.groupby(["layers", "width", "dtype", "steps"], sort=True):
-        means = f.groupby("samples")["memorized_bits"].mean()
-        best = int(means.idxmax())
-        params = int(f["params"].iloc[0])
-        seeds = f[f["samples"] == best]["memorized_bits"] / params
-        out.append(dict(zip(("layers", "width", "dtype", "steps"), key, strict=True)) | {
-            "params": params, "sizes": ",".join(str(int(n)) for n in means.index),
-            "plateau_N": best, "seeds": len(seeds), "bits_per_param": means.max() / params,
-            "bpp_low": seeds.min(), "bpp_high": seeds.max(),
-        })  # fmt: skip
-    table = pd.DataFrame(out)
-    prev = table.groupby(["layers", "width", "dtype"])[["bits_per_param", "steps"]].shift()
+    """Per size, data-set size N and budget: bits/parameter (mean over seeds, seed range)
+    and its relative change from the previous budget of the same size and N divided by
+    log₂ of the steps' ratio (the change per doubling; NaN at the first budget). Comparing
+    like with like: the plateau's N moves with the budget, so a change taken across
+    different N mixes two effects."""
+    keys = ["layers", "width", "dtype", "samples", "steps"]
+    bpp = rows.assign(bpp=rows["memorized_bits"] / rows["params"])
+    table = (
+        bpp.groupby(keys, sort=True)
+        .agg(params=("params", "first"), seeds=("seed", "size"), bits_per_param=("bpp", "mean"),
+             bpp_low=("bpp", "min"), bpp_high=("bpp", "max"))
+        .reset_index()
+    )  # fmt: skip
+    prev = table.groupby(keys[:-1])[["bits_per_param", "steps"]].shift()
     ratio = table["bits_per_param"] / prev["bits_per_param"] - 1
     table["change_per_doubling"] = ratio / np.log2(table["steps"] / prev["steps"])
     return table

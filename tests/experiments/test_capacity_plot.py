@@ -70,13 +70,16 @@ def _budget_rows() -> pd.DataFrame:
     )  # fmt: skip
 
 
-def test_budgets_give_the_plateau_and_its_change_per_doubling() -> None:
-    table = plot.budgets(_budget_rows()).set_index("steps")
-    assert table.loc[1000, "plateau_N"] == 10 and table.loc[1000, "bits_per_param"] == 2.0
-    assert table.loc[4000, "plateau_N"] == 20 and table.loc[4000, "bits_per_param"] == 2.5
-    assert (table.loc[4000, "bpp_low"], table.loc[4000, "bpp_high"]) == (2.4, 2.6)
-    assert np.isnan(table.loc[1000, "change_per_doubling"])
-    assert table.loc[4000, "change_per_doubling"] == pytest.approx(0.25 / 2)  # two doublings
+def test_budgets_give_each_n_and_its_change_per_doubling() -> None:
+    table = plot.budgets(_budget_rows()).set_index(["samples", "steps"])
+    assert table.loc[(10, 1000), "bits_per_param"] == 2.0
+    assert table.loc[(20, 1000), "bits_per_param"] == 1.5
+    assert table.loc[(20, 4000), "bits_per_param"] == 2.5 and table.loc[(20, 4000), "seeds"] == 2
+    assert (table.loc[(20, 4000), "bpp_low"], table.loc[(20, 4000), "bpp_high"]) == (2.4, 2.6)
+    assert np.isnan(table.loc[(10, 1000), "change_per_doubling"])  # first budget of N = 10
+    assert np.isnan(table.loc[(20, 1000), "change_per_doubling"])
+    # N = 20 from 1.5 to 2.5 over two doublings; never compared with N = 10's 2.0.
+    assert table.loc[(20, 4000), "change_per_doubling"] == pytest.approx((2.5 / 1.5 - 1) / 2)
 
 
 def test_the_largest_budget_keeps_each_sizes_longest_runs() -> None:
