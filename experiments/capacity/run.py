@@ -237,7 +237,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=_ints, default=[defaults.samples], help="data-set sizes N")
     p.add_argument("--seeds", type=_ints, default=[0], help="seeds (model init and data)")
     for f in fields(Config):
-        if f.name not in ("layers", "width", "samples", "seed"):  # device: cpu, cuda, ...
+        if f.name not in ("layers", "width", "samples", "seed"):  # also --device cpu/cuda/...
             choices = DECAYS if f.name == "decay" else None
             flag = f"--{f.name.replace('_', '-')}"
             p.add_argument(flag, type=type(f.default), default=f.default, choices=choices)
