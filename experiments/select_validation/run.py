@@ -49,7 +49,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -82,6 +82,7 @@ class Config:
 
 
 Passage = tuple[int, ...]
+T = TypeVar("T")
 
 
 def load_works(sdist: Path) -> dict[str, str]:
@@ -95,13 +96,13 @@ def load_works(sdist: Path) -> dict[str, str]:
 
 
 def passages(text: str, chars: int) -> list[str]:
-    flat = re.sub(r"\s+", " ", text).strip()
-    return [flat[i : i + chars] for i in range(0, len(flat) - chars + 1, chars)]
+    """The text, whitespace collapsed, in consecutive runs of ``chars`` characters."""
+    return ["".join(run) for run in chunks(re.sub(r"\s+", " ", text).strip(), chars)]
 
 
-def chunks(ids: Sequence[int], length: int) -> list[Passage]:
-    """Consecutive non-overlapping runs of ``length`` token ids (a short tail is dropped)."""
-    return [tuple(ids[i : i + length]) for i in range(0, len(ids) - length + 1, length)]
+def chunks(items: Sequence[T], length: int) -> list[tuple[T, ...]]:
+    """Consecutive non-overlapping runs of ``length`` items (a short tail is dropped)."""
+    return [tuple(items[i : i + length]) for i in range(0, len(items) - length + 1, length)]
 
 
 def code_works(works: dict[str, str], cfg: Config) -> tuple[dict[str, list[Passage]], int]:
@@ -305,8 +306,8 @@ def split(
 def run(cfg: Config, sdist: Path, scratch: Path) -> dict[str, object]:
     start = time.perf_counter()
     coded, vocab = code_works(load_works(sdist), cfg)
-    base_texts, pool_texts, test_texts, work = split(coded, cfg)
-    base_docs, pool, held = (torch.tensor(t) for t in (base_texts, pool_texts, test_texts))
+    base_ids, pool_ids, held_ids, work = split(coded, cfg)
+    base_docs, pool, held = (torch.tensor(ids) for ids in (base_ids, pool_ids, held_ids))
     truth = set(range(cfg.k))  # the first k of the pool are the training set
     base = base_model(cfg, vocab, base_docs, scratch)
     t_base = time.perf_counter() - start
