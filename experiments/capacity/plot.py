@@ -37,12 +37,14 @@ import pandas as pd
 from experiments.tables import markdown
 
 PAPER_BITS_PER_PARAM = 3.6
+# What makes a model size: rows that agree on these are seeds and N of one model.
+SHAPE = ["layers", "width", "vocab", "seq_len", "dtype"]
 
 
 def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per model size: the plateau N, its bits and bits/parameter, seed range."""
     out = []
-    for (layers, width, dtype), f in rows.groupby(["layers", "width", "dtype"], sort=True):
+    for shape, f in rows.groupby(SHAPE, sort=True):
         by_n = f.groupby("samples")["memorized_bits"]
         means = by_n.mean()
         best = int(means.idxmax())
@@ -50,9 +52,7 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
         params = int(f["params"].iloc[0])
         out.append(
             {
-                "layers": layers,
-                "width": width,
-                "dtype": dtype,
+                **dict(zip(SHAPE, shape, strict=True)),
                 "params": params,
                 "sizes": ",".join(str(int(n)) for n in means.index),
                 "plateau_N": best,
@@ -72,7 +72,7 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
 
 def largest_budget(rows: pd.DataFrame) -> pd.DataFrame:
     """Each size's rows at the largest number of steps it was trained for."""
-    most = rows.groupby(["layers", "width", "dtype"])["steps"].transform("max")
+    most = rows.groupby(SHAPE)["steps"].transform("max")
     return rows[rows["steps"] == most]
 
 
@@ -82,7 +82,7 @@ def budgets(rows: pd.DataFrame) -> pd.DataFrame:
     log₂ of the steps' ratio (the change per doubling; NaN at the first budget). Comparing
     like with like: the plateau's N moves with the budget, so a change taken across
     different N mixes two effects."""
-    keys = ["layers", "width", "dtype", "samples", "steps"]
+    keys = [*SHAPE, "samples", "steps"]
     bpp = rows.assign(bpp=rows["memorized_bits"] / rows["params"])
     table = (
         bpp.groupby(keys, sort=True)
@@ -114,12 +114,12 @@ def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (_, _, dtype), f in rows.groupby(["layers", "width", "dtype"], sort=True):
+    for shape, f in rows.groupby(SHAPE, sort=True):
         means = f.groupby("samples")["memorized_bits"].mean()
         params = int(f["params"].iloc[0])
-        (line,) = left.plot(
-            means.index, means.values, marker="o", label=f"{params:,} params, {dtype}"
-        )
+        s = dict(zip(SHAPE, shape, strict=True))
+        label = f"{params:,} params, V {s['vocab']}, {s['dtype']}"
+        (line,) = left.plot(means.index, means.values, marker="o", label=label)
         left.scatter(f["samples"], f["memorized_bits"], s=8, color=line.get_color(), alpha=0.5)
         left.axhline(PAPER_BITS_PER_PARAM * params, color=line.get_color(), ls=":", lw=0.8)
     left.set(xscale="log", yscale="log", xlabel="data-set size N (sequences)")

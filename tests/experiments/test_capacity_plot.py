@@ -18,13 +18,13 @@ def _rows() -> pd.DataFrame:
     # Size 100: N = 10 holds 300 and 340 bits (mean 320), N = 20 holds 400 and 380 (390).
     for n, bits in [(10, (300.0, 340.0)), (20, (400.0, 380.0))]:
         for seed, b in enumerate(bits):
-            rows.append({"layers": 1, "width": 8, "dtype": "float32", "params": 100,
-                         "samples": n, "seed": seed, "memorized_bits": b, "steps": 50,
-                         "data_bits": 40.0 * n})  # fmt: skip
+            rows.append({"layers": 1, "width": 8, "vocab": 16, "seq_len": 32,
+                         "dtype": "float32", "params": 100, "samples": n, "seed": seed,
+                         "memorized_bits": b, "steps": 50, "data_bits": 40.0 * n})  # fmt: skip
     for seed, b in enumerate((900.0, 1100.0)):  # size 300: one N, mean 1000
-        rows.append({"layers": 1, "width": 16, "dtype": "float32", "params": 300,
-                     "samples": 40, "seed": seed, "memorized_bits": b, "steps": 70,
-                     "data_bits": 2000.0})  # fmt: skip
+        rows.append({"layers": 1, "width": 16, "vocab": 16, "seq_len": 32,
+                     "dtype": "float32", "params": 300, "samples": 40, "seed": seed,
+                     "memorized_bits": b, "steps": 70, "data_bits": 2000.0})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -64,8 +64,8 @@ def _budget_rows() -> pd.DataFrame:
     # steps (N = 20: 240 and 260 bits, mean 250; the plateau moves to N = 20).
     rows = [(1000, 10, 0, 200.0), (1000, 20, 0, 150.0), (4000, 20, 0, 240.0), (4000, 20, 1, 260.0)]
     return pd.DataFrame(
-        [{"layers": 1, "width": 8, "dtype": "float32", "params": 100, "samples": n,
-          "seed": seed, "memorized_bits": b, "steps": steps, "data_bits": 40.0 * n}
+        [{"layers": 1, "width": 8, "vocab": 16, "seq_len": 32, "dtype": "float32", "params": 100,
+          "samples": n, "seed": seed, "memorized_bits": b, "steps": steps, "data_bits": 40.0 * n}
          for steps, n, seed, b in rows]
     )  # fmt: skip
 
@@ -87,3 +87,12 @@ def test_the_largest_budget_keeps_each_sizes_longest_runs() -> None:
     kept = plot.largest_budget(rows)
     assert sorted(kept.groupby("width")["steps"].unique().map(list).sum()) == [50, 70, 4000]
     assert len(kept[kept["width"] == 32]) == 2
+
+
+def test_a_width_at_another_vocabulary_is_another_size() -> None:
+    other = _rows().assign(vocab=64, params=lambda f: f["params"] + 50)
+    table = plot.plateaus(pd.concat([_rows(), other], ignore_index=True))
+    assert len(table) == 4 and sorted(table["params"]) == [100, 150, 300, 350]
+    assert table.set_index(["width", "vocab"]).loc[(8, 64), "plateau_bits"] == 390.0
+    table = plot.budgets(pd.concat([_budget_rows(), _budget_rows().assign(vocab=64)]))
+    assert len(table) == 6 and table["seeds"].max() == 2  # no seeds merged across V
