@@ -37,14 +37,22 @@ import pandas as pd
 from experiments.tables import markdown
 
 PAPER_BITS_PER_PARAM = 3.6
-# What makes a model size: rows that agree on these are seeds and N of one model.
+# Rows that agree on the model's shape and the training recipe are seeds and N of one
+# size; a column of the recipe that an older CSV lacks is left out of the key.
 SHAPE = ["layers", "width", "vocab", "seq_len", "dtype"]
+RECIPE = ["lr", "batch", "decay"]
+
+
+def size_keys(rows: pd.DataFrame) -> list[str]:
+    """The columns that tell one model size (and recipe) from another in ``rows``."""
+    return SHAPE + [c for c in RECIPE if c in rows.columns]
 
 
 def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per model size: the plateau N, its bits and bits/parameter, seed range."""
     out = []
-    for shape, f in rows.groupby(SHAPE, sort=True):
+    keys = size_keys(rows)
+    for size, f in rows.groupby(keys, sort=True, dropna=False):
         by_n = f.groupby("samples")["memorized_bits"]
         means = by_n.mean()
         best = int(means.idxmax())
@@ -52,7 +60,7 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
         params = int(f["params"].iloc[0])
         out.append(
             {
-                **dict(zip(SHAPE, shape, strict=True)),
+                **dict(zip(keys, size, strict=True)),
                 "params": params,
                 "sizes": ",".join(str(int(n)) for n in means.index),
                 "plateau_N": best,
@@ -72,7 +80,7 @@ def plateaus(rows: pd.DataFrame) -> pd.DataFrame:
 
 def largest_budget(rows: pd.DataFrame) -> pd.DataFrame:
     """Each size's rows at the largest number of steps it was trained for."""
-    most = rows.groupby(SHAPE)["steps"].transform("max")
+    most = rows.groupby(size_keys(rows), dropna=False)["steps"].transform("max")
     return rows[rows["steps"] == most]
 
 
@@ -82,15 +90,15 @@ def budgets(rows: pd.DataFrame) -> pd.DataFrame:
     log₂ of the steps' ratio (the change per doubling; NaN at the first budget). Comparing
     like with like: the plateau's N moves with the budget, so a change taken across
     different N mixes two effects."""
-    keys = [*SHAPE, "samples", "steps"]
+    keys = [*size_keys(rows), "samples", "steps"]
     bpp = rows.assign(bpp=rows["memorized_bits"] / rows["params"])
     table = (
-        bpp.groupby(keys, sort=True)
+        bpp.groupby(keys, sort=True, dropna=False)
         .agg(params=("params", "first"), seeds=("seed", "size"), bits_per_param=("bpp", "mean"),
              bpp_low=("bpp", "min"), bpp_high=("bpp", "max"))
         .reset_index()
     )  # fmt: skip
-    prev = table.groupby(keys[:-1])[["bits_per_param", "steps"]].shift()
+    prev = table.groupby(keys[:-1], dropna=False)[["bits_per_param", "steps"]].shift()
     ratio = table["bits_per_param"] / prev["bits_per_param"] - 1
     table["change_per_doubling"] = ratio / np.log2(table["steps"] / prev["steps"])
     return table
@@ -114,11 +122,13 @@ def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for shape, f in rows.groupby(SHAPE, sort=True):
+    keys = size_keys(rows)
+    for size, f in rows.groupby(keys, sort=True, dropna=False):
         means = f.groupby("samples")["memorized_bits"].mean()
         params = int(f["params"].iloc[0])
-        s = dict(zip(SHAPE, shape, strict=True))
-        label = f"{params:,} params, V {s['vocab']}, {s['dtype']}"
+        s = dict(zip(keys, size, strict=True))
+        lr = f", lr {s['lr']:.2g}" if "lr" in s else ""
+        label = f"{params:,} params, V {s['vocab']}{lr}, {s['dtype']}"
         (line,) = left.plot(means.index, means.values, marker="o", label=label)
         left.scatter(f["samples"], f["memorized_bits"], s=8, color=line.get_color(), alpha=0.5)
         left.axhline(PAPER_BITS_PER_PARAM * params, color=line.get_color(), ls=":", lw=0.8)

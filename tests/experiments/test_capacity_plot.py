@@ -96,3 +96,11 @@ def test_a_width_at_another_vocabulary_is_another_size() -> None:
     assert table.set_index(["width", "vocab"]).loc[(8, 64), "plateau_bits"] == 390.0
     table = plot.budgets(pd.concat([_budget_rows(), _budget_rows().assign(vocab=64)]))
     assert len(table) == 6 and table["seeds"].max() == 2  # no seeds merged across V
+
+
+def test_runs_at_another_learning_rate_are_not_averaged_as_seeds() -> None:
+    rows = pd.concat([_rows().assign(lr=0.03), _rows().assign(lr=0.01, memorized_bits=0.0)])
+    table = plot.plateaus(rows).set_index(["width", "lr"])
+    assert len(table) == 4 and table.loc[(8, 0.03), "plateau_bits"] == 390.0
+    assert table.loc[(8, 0.01), "plateau_bits"] == 0.0 and table.loc[(8, 0.03), "seeds"] == 2
+    assert len(plot.largest_budget(rows)) == len(rows)  # one budget per (size, lr)
