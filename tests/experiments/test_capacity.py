@@ -4,6 +4,7 @@ far larger than its data memorizes nearly all of the data's entropy."""
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +76,39 @@ def test_an_unknown_device_is_a_one_line_usage_error(capsys: pytest.CaptureFixtu
         cap.main(["--device", "tpu9", "--sizes", "4"])
     assert stop.value.code == 2
     assert "error: --device tpu9: " in capsys.readouterr().err
+
+
+# A child process frees and reallocates a 40 MiB tensor (above glibc's mmap threshold)
+# ten times and prints the page faults that cost; the argument says whether it first
+# calls keep_freed_memory.
+_FAULTS = """
+import resource, sys, torch
+from experiments.capacity import run
+kept = run.keep_freed_memory() if sys.argv[1] == "keep" else None
+torch.ones(10 << 20).sum()  # the first allocation faults in either case
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.ones(10 << 20).sum()
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_freed_tensors_stay_in_the_heap_instead_of_faulting_in_again() -> None:
+    def faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[2],
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    default, kept = faults("default"), faults("keep")
+    pages = 10 * (40 << 20) // 4096  # what re-faulting every reallocation costs
+    assert default[1] > pages // 2  # the default allocator does re-fault them
+    assert kept == ("True", kept[1]) and kept[1] < pages // 5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
