@@ -136,15 +136,19 @@ def test_process_pool_gives_the_same_table_and_survives_a_dying_worker(
     two = survey([*_sources(zoo), str(crash)], workers=2, allow_unsafe_pickle=True, **OPTS)
     assert two.models["status"].tolist() == ["ok"] * len(zoo) + ["error"]
     assert two.models["error"].iloc[-1] == DIED  # only the model that killed its worker
+    # Each worker runs one thread (workers x threads = cores) and this process all of them,
+    # so LAPACK sums in another order: the spectra agree to ~1e-7 and the quantities fitted
+    # to them to ~1e-5 relative (sigma_mp_std once differed by 3.3e-5), not to the last bit.
     pd.testing.assert_frame_equal(
         one.models.drop(columns=list(RUN_COLUMNS)),
         two.models.iloc[:-1].drop(columns=list(RUN_COLUMNS)),
+        rtol=1e-3,
     )
     # Counts stay integers beside an error row (empty there, not NaN floats).
     for column in ("num_params", "num_layers", "count_ok"):
         assert pd.api.types.is_integer_dtype(two.models[column]), column
         assert two.models[column].isna().tolist() == [False] * len(zoo) + [True]
-    pd.testing.assert_frame_equal(one.layers, two.layers)
+    pd.testing.assert_frame_equal(one.layers, two.layers, rtol=1e-3)  # threads, as above
 
 
 def test_manifests_globs_and_scores(zoo: dict[str, Path], tmp_path: Path) -> None:
