@@ -19,9 +19,9 @@ from experiments.capacity import run as cap
 from experiments.capacity import stacked
 
 
-def _configs(width: int, k: int) -> list[cap.Config]:
+def _configs(width: int, k: int, vocab: int = 16) -> list[cap.Config]:
     return [
-        cap.Config(layers=1, width=width, vocab=16, seq_len=32, samples=512, seed=s)
+        cap.Config(layers=1, width=width, vocab=vocab, seq_len=32, samples=512, seed=s)
         for s in range(k)
     ]
 
@@ -53,9 +53,9 @@ def hf_ms(width: int, steps: int) -> float:
     return _ms_per_step(step, model.parameters(), steps)
 
 
-def stacked_ms(width: int, k: int, steps: int) -> float:
+def stacked_ms(width: int, k: int, steps: int, vocab: int = 16) -> float:
     """Milliseconds per AdamW step of K stacked models (all K together)."""
-    cfgs = _configs(width, k)
+    cfgs = _configs(width, k, vocab)
     params = stacked.stack([cap.build_model(c) for c in cfgs])
     data = torch.stack([cap.random_data(c) for c in cfgs])
     sizes = torch.full((k,), cfgs[0].samples)
