@@ -40,7 +40,15 @@ PAPER_BITS_PER_PARAM = 3.6
 # Rows that agree on the model's shape and the training recipe are seeds and N of one
 # size; a column of the recipe that an older CSV lacks is left out of the key.
 SHAPE = ["layers", "width", "vocab", "seq_len", "dtype"]
-RECIPE = ["lr", "batch", "decay"]
+RECIPE = ["lr", "batch", "decay", "clip"]
+
+
+def read(files: list[Path]) -> pd.DataFrame:
+    """The rows of every CSV; rows from before ``clip`` was a column ran without clipping."""
+    rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    if "clip" in rows.columns:
+        rows["clip"] = rows["clip"].fillna(0.0)
+    return rows
 
 
 def size_keys(rows: pd.DataFrame) -> list[str]:
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="print the plateau at every budget, then read each size at its largest",
     )
     args = p.parse_args(argv)
-    rows = pd.concat([pd.read_csv(f) for f in args.csv], ignore_index=True)
+    rows = read(args.csv)
     if args.largest_budget:
         print(markdown(budgets(rows)) + "\n")
         rows = largest_budget(rows)

@@ -18,6 +18,8 @@ grew by less than ``tol`` (relative) over the last evaluation window, or after
 ``max_steps``. ``--decay linear`` or ``cosine`` lowers the
 learning rate after warm-up to 0 at ``max_steps`` (then training runs all ``max_steps``;
 ``converged`` still says whether the last window grew by less than ``tol``).
+``--clip C`` clips each model's gradient to norm C before the step (off by default,
+as in every run before 2026-12-05).
 
     python -m experiments.capacity.run --layers 1 --width 32 --vocab 64 \\
         --sizes 64,256,1024 --max-steps 4000 --out docs/memorization/capacity.csv
@@ -64,6 +66,7 @@ COLUMNS = (
     "lr",
     "decay",
     "batch",
+    "clip",
 )
 
 
@@ -86,6 +89,7 @@ class Config:
     eval_every: int = 500
     tol: float = 0.005
     decay: str = "none"
+    clip: float = 0.0  # per-model gradient-norm clip; 0: off (Hugging Face's Trainer: 1.0)
     seed: int = 0
     device: str = "cpu"
 
@@ -179,6 +183,8 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
             opt.zero_grad(set_to_none=True)
             losses = stacked.losses(params, stacked.sample(data, sizes, cfg.batch, gen), cfg.heads)
             losses.sum().backward()
+            if cfg.clip > 0:
+                stacked.clip_grad_norms(params, cfg.clip)
             opt.step()
             loss = losses.detach()
             step += 1

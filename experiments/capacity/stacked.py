@@ -12,7 +12,8 @@ time went to faulting freed memory back in, which ``run.keep_freed_memory`` remo
 
 Nothing couples the K models: the loss is the sum of the K per-model mean losses,
 so model k's gradient is the gradient of its own loss, and AdamW without weight
-decay or gradient clipping updates every element from its own gradient history.
+decay updates every element from its own gradient history. Gradient clipping, when
+on, is per model (:func:`clip_grad_norms`), so it couples nothing either.
 Each model draws its batch from its own data set. The forward pass is GPT-2's
 (Radford et al. 2019; Hugging Face ``GPT2LMHeadModel``): token plus position
 embeddings, pre-LayerNorm blocks of causal multi-head attention and a GELU (tanh
@@ -128,6 +129,25 @@ def losses(p: dict[str, torch.Tensor], ids: torch.Tensor, heads: int) -> torch.T
     nll = functional.cross_entropy(out.reshape(-1, out.shape[-1]), ids[:, :, 1:].reshape(-1),
                           reduction="none")  # fmt: skip
     return nll.reshape(k, -1).mean(dim=1)
+
+
+def clip_grad_norms(params: dict[str, torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip each model's gradient to global norm ``max_norm``; return the norms before [K].
+
+    Model k's norm is ‖g_k‖ = sqrt(Σ_tensors Σ_elements g_k²) over its own tensors (the
+    tied embedding once), and its gradient is scaled by min(1, max_norm / (‖g_k‖ + 1e-6)):
+    ``torch.nn.utils.clip_grad_norm_`` applied to each model on its own (the rule of
+    Pascanu, Mikolov & Bengio 2013, "On the difficulty of training recurrent neural
+    networks", arXiv 1211.5063; Hugging Face's Trainer clips at 1.0 by default).
+    """
+    grads = [p.grad for p in params.values() if p.grad is not None]
+    k = grads[0].shape[0]
+    squares = torch.stack([g.reshape(k, -1).float().pow(2).sum(dim=1) for g in grads])
+    norms = squares.sum(dim=0).sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype).reshape(-1, *([1] * (g.dim() - 1))))
+    return norms
 
 
 def sample(

@@ -104,3 +104,16 @@ def test_runs_at_another_learning_rate_are_not_averaged_as_seeds() -> None:
     assert len(table) == 4 and table.loc[(8, 0.03), "plateau_bits"] == 390.0
     assert table.loc[(8, 0.01), "plateau_bits"] == 0.0 and table.loc[(8, 0.03), "seeds"] == 2
     assert len(plot.largest_budget(rows)) == len(rows)  # one budget per (size, lr)
+
+
+def test_rows_from_before_clipping_count_as_unclipped(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    _rows().to_csv(old, index=False)  # no clip column: those runs never clipped
+    later = _rows().assign(clip=0.0, seed=lambda f: f["seed"] + 2)  # seeds 2, 3 unclipped
+    pd.concat([later, _rows().assign(clip=1.0)]).to_csv(new, index=False)
+    rows = plot.read([old, new])
+    assert set(rows["clip"]) == {0.0, 1.0} and len(rows) == 3 * len(_rows())
+    table = plot.plateaus(rows).set_index(["width", "clip"])
+    assert len(table) == 4  # old and clip = 0 are one recipe; clip = 1 another
+    assert table.loc[(8, 0.0), "seeds"] == 4 and table.loc[(8, 0.0), "plateau_bits"] == 390.0
+    assert table.loc[(8, 1.0), "seeds"] == 2

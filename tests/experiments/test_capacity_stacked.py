@@ -50,6 +50,24 @@ def test_each_model_gets_its_own_gradient() -> None:
             torch.testing.assert_close(value.grad[k], own[name].grad, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])  # every model clipped; none
+def test_clipping_is_torchs_clip_grad_norm_on_each_model(max_norm: float) -> None:
+    models = _models()
+    params = stacked.stack(models)
+    ids = torch.randint(0, 16, (3, 4, 12), generator=torch.Generator().manual_seed(3))
+    stacked.losses(params, ids, 2).sum().backward()
+    norms = stacked.clip_grad_norms(params, max_norm)
+    for k, model in enumerate(models):
+        model(ids[k], labels=ids[k]).loss.backward()
+        ref = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        torch.testing.assert_close(norms[k], ref, atol=1e-6, rtol=1e-5)
+        own = dict(model.named_parameters())
+        for name, value in params.items():
+            assert value.grad is not None and own[name].grad is not None
+            torch.testing.assert_close(value.grad[k], own[name].grad, atol=1e-7, rtol=1e-4)
+    assert (norms > 0.05).all()  # so the small bound clips every model
+
+
 def test_adamw_steps_leave_the_other_models_untouched() -> None:
     """Model 0 trained next to two others ends where it ends next to two different ones."""
 
