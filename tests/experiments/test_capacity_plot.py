@@ -89,6 +89,18 @@ def test_the_largest_budget_keeps_each_sizes_longest_runs() -> None:
     assert len(kept[kept["width"] == 32]) == 2
 
 
+def test_the_best_budget_keeps_each_sizes_highest_plateau() -> None:
+    # Width 32 peaks at 4,000 steps (250 bits); a longer run of a larger N holds less.
+    longer = _budget_rows().iloc[:2].assign(steps=8000, samples=40, memorized_bits=[230.0, 220.0])
+    rows = pd.concat([_rows(), _budget_rows(), longer], ignore_index=True).assign(width=32)
+    rows.loc[: len(_rows()) - 1, "width"] = _rows()["width"]  # sizes 8 and 16 as before
+    kept = plot.best_budget(rows)
+    assert sorted(kept[kept["width"] == 32]["steps"].unique()) == [4000]
+    assert plot.plateaus(kept).set_index("width").loc[32, "plateau_bits"] == 250.0
+    assert sorted(plot.largest_budget(rows).query("width == 32")["steps"].unique()) == [8000]
+    assert len(kept[kept["width"] != 32]) == len(_rows())  # one budget each: all kept
+
+
 def test_a_width_at_another_vocabulary_is_another_size() -> None:
     other = _rows().assign(vocab=64, params=lambda f: f["params"] + 50)
     table = plot.plateaus(pd.concat([_rows(), other], ignore_index=True))
@@ -117,3 +129,14 @@ def test_rows_from_before_clipping_count_as_unclipped(tmp_path: Path) -> None:
     assert len(table) == 4  # old and clip = 0 are one recipe; clip = 1 another
     assert table.loc[(8, 0.0), "seeds"] == 4 and table.loc[(8, 0.0), "plateau_bits"] == 390.0
     assert table.loc[(8, 1.0), "seeds"] == 2
+
+
+def test_main_reads_the_best_or_the_largest_budget_not_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "rows.csv"
+    _budget_rows().to_csv(csv, index=False)
+    assert plot.main([str(csv), "--best-budget"]) == 0
+    assert "change_per_doubling" in capsys.readouterr().out  # the per-budget table first
+    with pytest.raises(SystemExit):
+        plot.main([str(csv), "--best-budget", "--largest-budget"])
