@@ -292,13 +292,21 @@ def keep_freed_memory() -> bool:
     return all(taken)
 
 
+def _header(path: Path) -> list[str]:
+    """The column names in the first line of a CSV."""
+    with path.open(newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every (layers, width, size, seed) point; append one CSV row per point."""
     args = parse(argv)
     keep_freed_memory()
     shared = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
+    new = not args.out.exists() or args.out.stat().st_size == 0
+    if not new and _header(args.out) != list(COLUMNS):  # appending would misalign columns
+        sys.exit(f"{args.out}: its header is not this version's columns; write a new --out")
     with args.out.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         if new:

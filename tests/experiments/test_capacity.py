@@ -71,6 +71,14 @@ def test_a_decayed_run_takes_all_its_steps(tmp_path: Path) -> None:
     assert bool(row["converged"])
 
 
+def test_a_csv_of_other_columns_is_not_appended_to(tmp_path: Path) -> None:
+    out = tmp_path / "old.csv"
+    out.write_text(",".join(c for c in cap.COLUMNS if c != "clip") + "\n")  # before --clip
+    with pytest.raises(SystemExit, match=r"old\.csv: its header is not this version's columns"):
+        cap.main(["--sizes", "4", "--max-steps", "1", "--out", str(out)])
+    assert out.read_text().count("\n") == 1  # left as it was
+
+
 def test_an_unknown_device_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         cap.main(["--device", "tpu9", "--sizes", "4"])
