@@ -19,7 +19,9 @@ grew by less than ``tol`` (relative) over the last evaluation window, or after
 learning rate after warm-up to 0 at ``max_steps`` (then training runs all ``max_steps``;
 ``converged`` still says whether the last window grew by less than ``tol``).
 ``--clip C`` clips each model's gradient to norm C before the step (off by default,
-as in every run before 2026-12-05).
+as in every run before 2026-12-05). ``--checkpoint-dir DIR`` saves each group's state
+after every evaluation and resumes from it; ``--time-limit SECONDS`` stops at the next
+evaluation after that much wall time (exit status 3), for the same command to go on.
 
     python -m experiments.capacity.run --layers 1 --width 32 --vocab 64 \\
         --sizes 64,256,1024 --max-steps 4000 --out docs/memorization/capacity.csv
@@ -42,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from experiments.capacity import checkpoint as ckpt
 from experiments.capacity import stacked
 from layerscope.probes.memorization import count_parameters, memorized_bits
 
@@ -146,7 +149,12 @@ def _group_key(cfg: Config) -> Config:
     return replace(cfg, samples=0, seed=0)
 
 
-def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[str, object]]:
+def train_group(
+    cfgs: Sequence[Config],
+    trace: Path | None = None,
+    checkpoint: Path | None = None,
+    time_limit: float | None = None,
+) -> list[dict[str, object]] | None:
     """Train K models that differ only in N and seed, stacked; one CSV row each.
 
     Every ``eval_every`` steps each model's memorized bits are measured (model k copied
@@ -157,11 +165,19 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
     that gets one line per model and evaluation. ``device`` (e.g. ``cuda``) holds the
     weights, the data and the optimizer; the data and the batches are drawn on the CPU
     from the same seeds, so a run picks the same rows on any device.
+
+    ``checkpoint``: a file the run's state is written to after every evaluation and,
+    when it exists, resumed from (:mod:`experiments.capacity.checkpoint`; a resumed run
+    is bit for bit the run never stopped). ``time_limit``: seconds of wall time after
+    which the run stops at its next evaluation and returns None, its state saved in
+    ``checkpoint`` (required then) for a later call to go on.
     """
-    start = time.perf_counter()
+    begin = time.perf_counter()
     cfg = cfgs[0]
     if any(_group_key(c) != _group_key(cfg) for c in cfgs):
         raise ValueError("a stacked group must differ only in samples and seed")
+    if time_limit is not None and checkpoint is None:
+        raise ValueError("a time limit needs a checkpoint to resume from")
     device = torch.device(cfg.device)
     models = [build_model(c).to(device) for c in cfgs]
     params = stacked.stack(models)
@@ -172,39 +188,59 @@ def train_group(cfgs: Sequence[Config], trace: Path | None = None) -> list[dict[
     data = data.to(device)
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
-    history: list[list[float]] = [[] for _ in cfgs]
-    rows: list[dict[str, object] | None] = [None] * len(cfgs)
-    loss = torch.full((len(cfgs),), math.nan)
-    step = 0
-    while step < cfg.max_steps and any(r is None for r in rows):
-        for _ in range(min(cfg.eval_every, cfg.max_steps - step)):
+    fresh = ckpt.State(
+        0, [[] for _ in cfgs], [None] * len(cfgs), torch.full((len(cfgs),), math.nan), 0.0
+    )
+    run = fresh
+    if checkpoint is not None and checkpoint.exists():
+        run = ckpt.restore(checkpoint, list(cfgs), params, opt, gen)
+    while run.step < cfg.max_steps and any(r is None for r in run.rows):
+        for _ in range(min(cfg.eval_every, cfg.max_steps - run.step)):
             for group in opt.param_groups:
-                group["lr"] = _lr(step, cfg.lr, cfg.max_steps, cfg.decay)
+                group["lr"] = _lr(run.step, cfg.lr, cfg.max_steps, cfg.decay)
             opt.zero_grad(set_to_none=True)
             losses = stacked.losses(params, stacked.sample(data, sizes, cfg.batch, gen), cfg.heads)
             losses.sum().backward()
             if cfg.clip > 0:
                 stacked.clip_grad_norms(params, cfg.clip)
             opt.step()
-            loss = losses.detach()
-            step += 1
-        for k, c in enumerate(cfgs):
-            if rows[k] is not None:
-                continue
-            model = stacked.load(params, k, models[k])
-            history[k].append(
-                memorized_bits(model, data[k, : c.samples], batch_size=256).total_bits
-            )
-            if trace is not None:
-                point = {"step": step, "lr": _lr(step - 1, cfg.lr, cfg.max_steps, cfg.decay)}
-                with trace.open("a") as handle:
-                    handle.write(json.dumps(asdict(c) | point | {"bits": history[k][-1]}) + "\n")
-            h = history[k]
-            converged = len(h) >= 2 and h[-1] - h[-2] < cfg.tol * h[-1]
-            if (converged and cfg.decay == "none") or step >= cfg.max_steps:
-                rows[k] = _row(c, models[k], h[-1], step, converged, float(loss[k]))
-    seconds = time.perf_counter() - start
-    return [{**r, "seconds": seconds} for r in rows if r is not None]
+            run.loss = losses.detach()
+            run.step += 1
+        _evaluate(cfgs, run, params, models, data, trace)
+        spent = time.perf_counter() - begin
+        if checkpoint is not None:
+            ckpt.save(checkpoint, list(cfgs), replace(run, seconds=run.seconds + spent),
+                      params, opt, gen)  # fmt: skip
+        done = run.step >= cfg.max_steps or all(r is not None for r in run.rows)
+        if time_limit is not None and spent > time_limit and not done:
+            return None
+    seconds = run.seconds + time.perf_counter() - begin
+    return [{**r, "seconds": seconds} for r in run.rows if r is not None]
+
+
+def _evaluate(
+    cfgs: Sequence[Config],
+    run: ckpt.State,
+    params: dict[str, torch.Tensor],
+    models: list[nn.Module],
+    data: torch.Tensor,
+    trace: Path | None,
+) -> None:
+    """Measure each model still training; trace it; take its row once it is done."""
+    cfg = cfgs[0]
+    for k, c in enumerate(cfgs):
+        if run.rows[k] is not None:
+            continue
+        model = stacked.load(params, k, models[k])
+        h = run.history[k]
+        h.append(memorized_bits(model, data[k, : c.samples], batch_size=256).total_bits)
+        if trace is not None:
+            point = {"step": run.step, "lr": _lr(run.step - 1, cfg.lr, cfg.max_steps, cfg.decay)}
+            with trace.open("a") as handle:
+                handle.write(json.dumps(asdict(c) | point | {"bits": h[-1]}) + "\n")
+        converged = len(h) >= 2 and h[-1] - h[-2] < cfg.tol * h[-1]
+        if (converged and cfg.decay == "none") or run.step >= cfg.max_steps:
+            run.rows[k] = _row(c, models[k], h[-1], run.step, converged, float(run.loss[k]))
 
 
 def _row(
@@ -226,11 +262,6 @@ def _row(
         "converged": converged,
         "final_loss": loss,
     }
-
-
-def train(cfg: Config, trace: Path | None = None) -> dict[str, object]:
-    """Train one model to convergence (or ``max_steps``) and measure; one CSV row."""
-    return train_group([cfg], trace)[0]
 
 
 def _ints(text: str) -> list[int]:
@@ -257,7 +288,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=Path("capacity.csv"), help="CSV (appended to)")
     p.add_argument("--trace", type=Path, help="JSON lines: the bits at every evaluation")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="save each group's state here after every evaluation; resume from it if there",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds: stop at the first evaluation after this much wall time (exit 3), "
+        "the state in --checkpoint-dir; the same command goes on from there",
+    )
     args = p.parse_args(argv)
+    if args.time_limit is not None and args.checkpoint_dir is None:
+        p.error("--time-limit needs --checkpoint-dir (where the run goes on from)")
     try:
         torch.empty(0, device=args.device)
     except (RuntimeError, AssertionError) as exc:  # unknown or unavailable device
@@ -298,6 +342,21 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(handle), [])
 
 
+STOPPED = 3  # exit status of a run stopped by --time-limit, to be resumed
+
+
+def _checkpoint_file(
+    where: Path | None, layers: int, width: int, args: argparse.Namespace
+) -> Path | None:
+    """The group's checkpoint, named by its shape, data-set sizes and seeds, so runs
+    of other seeds sharing the directory do not collide (the file checks the rest)."""
+    if where is None:
+        return None
+    sizes = "+".join(map(str, args.sizes))
+    seeds = "+".join(map(str, args.seeds))
+    return where / f"L{layers}-W{width}-N{sizes}-s{seeds}.pt"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every (layers, width, size, seed) point; append one CSV row per point."""
     args = parse(argv)
@@ -320,7 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for samples in args.sizes
                     for seed in args.seeds
                 ]
-                for row in train_group(group, args.trace):
+                where = _checkpoint_file(args.checkpoint_dir, layers, width, args)
+                try:
+                    rows = train_group(group, args.trace, where, args.time_limit)
+                except ckpt.CheckpointError as exc:
+                    sys.exit(str(exc))
+                if rows is None:
+                    print(f"time limit: state saved in {where}; run the same command "
+                          "again to go on", file=sys.stderr)  # fmt: skip
+                    return STOPPED
+                for row in rows:
                     writer.writerow(row)
                     print(", ".join(f"{k}={row[k]}" for k in COLUMNS), file=sys.stderr)
                 handle.flush()
