@@ -37,7 +37,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -154,6 +154,7 @@ def train_group(
     trace: Path | None = None,
     checkpoint: Path | None = None,
     time_limit: float | None = None,
+    progress: Callable[[int, list[float]], None] | None = None,
 ) -> list[dict[str, object]] | None:
     """Train K models that differ only in N and seed, stacked; one CSV row each.
 
@@ -170,7 +171,8 @@ def train_group(
     when it exists, resumed from (:mod:`experiments.capacity.checkpoint`; a resumed run
     is bit for bit the run never stopped). ``time_limit``: seconds of wall time after
     which the run stops at its next evaluation and returns None, its state saved in
-    ``checkpoint`` (required then) for a later call to go on.
+    ``checkpoint`` (required then) for a later call to go on. ``progress(step, bits)``
+    is called after every evaluation with each model's latest memorized bits.
     """
     begin = time.perf_counter()
     cfg = cfgs[0]
@@ -207,6 +209,8 @@ def train_group(
             run.loss = losses.detach()
             run.step += 1
         _evaluate(cfgs, run, params, models, data, trace)
+        if progress is not None:
+            progress(run.step, [h[-1] for h in run.history])
         spent = time.perf_counter() - begin
         if checkpoint is not None:
             ckpt.save(checkpoint, list(cfgs), replace(run, seconds=run.seconds + spent),
@@ -345,6 +349,19 @@ def _header(path: Path) -> list[str]:
 STOPPED = 3  # exit status of a run stopped by --time-limit, to be resumed
 
 
+def _reporter(
+    layers: int, width: int, args: argparse.Namespace
+) -> Callable[[int, list[float]], None]:
+    """A progress line on stderr per evaluation: the step and each model's bits."""
+
+    def report(step: int, bits: list[float]) -> None:
+        shown = ", ".join(f"{b:,.0f}" for b in bits)
+        print(f"layers {layers} width {width}: step {step:,} of {args.max_steps:,}, "
+              f"memorized bits {shown}", file=sys.stderr, flush=True)  # fmt: skip
+
+    return report
+
+
 def _checkpoint_file(
     where: Path | None, layers: int, width: int, args: argparse.Namespace
 ) -> Path | None:
@@ -381,7 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
                 where = _checkpoint_file(args.checkpoint_dir, layers, width, args)
                 try:
-                    rows = train_group(group, args.trace, where, args.time_limit)
+                    rows = train_group(
+                        group, args.trace, where, args.time_limit, _reporter(layers, width, args)
+                    )
                 except ckpt.CheckpointError as exc:
                     sys.exit(str(exc))
                 if rows is None:

@@ -64,9 +64,17 @@ def test_a_finished_checkpoint_gives_its_rows_again_without_training(tmp_path: P
     assert where.stat().st_mtime_ns == saved  # nothing trained, nothing written
 
 
-def test_the_cli_stops_with_status_3_and_the_same_command_finishes(tmp_path: Path) -> None:
+def test_the_cli_stops_with_status_3_and_the_same_command_finishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     whole, parts = tmp_path / "whole.csv", tmp_path / "parts.csv"
     assert cap.main([*ARGS, "--out", str(whole)]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if ": step " in x]
+    assert [x.split(",")[0] for x in lines] == [
+        f"layers 1 width 16: step {s} of 300" for s in (100, 200, 300)
+    ]
+    last = [float(b.replace(",", "")) for b in lines[-1].split("memorized bits ")[1].split(", ")]
+    assert last == pytest.approx(pd.read_csv(whole)["memorized_bits"].tolist(), abs=0.5)
     resume = [*ARGS, "--out", str(parts), "--checkpoint-dir", str(tmp_path / "ck")]
     assert cap.main([*resume, "--time-limit", "0"]) == cap.STOPPED
     assert not parts.exists() or len(pd.read_csv(parts)) == 0  # no row before the end
