@@ -21,6 +21,7 @@ from layerscope.cli.commands import (
 )
 from layerscope.cli.control import add_control_parsers
 from layerscope.cli.llc import add_llc_parser
+from layerscope.cli.memorized import add_memorized_parser
 from layerscope.cli.smooth import add_smooth_parser
 from layerscope.cli.survey import add_survey_parser
 from layerscope.cli.track import add_status_parser, add_track_parser
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_survey_parser(sub, _add_scan_options)
     add_control_parsers(sub)
     add_attribute_parser(sub)
+    add_memorized_parser(sub)
     add_smooth_parser(sub)
     return parser
 

@@ -28,9 +28,11 @@ number per sample before the next batch.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,8 @@ class MemorizationResult:
         reference: ``"uniform"`` or the reference model's class name.
         vocab_size: V, the size of the model's output distribution.
         num_parameters: the model's parameter count (shared tensors counted once).
+        ids: a name per sample (the CLI's document ids); ``None``: their positions.
+        meta: where the inputs came from (the CLI's paths), kept in the JSON file.
     """
 
     model_bits: NDArray[np.float64]
@@ -65,6 +69,8 @@ class MemorizationResult:
     reference: str
     vocab_size: int
     num_parameters: int
+    ids: tuple[str, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def memorized_bits(self) -> NDArray[np.float64]:
@@ -81,11 +87,18 @@ class MemorizationResult:
         """Total memorized bits / parameter count."""
         return self.total_bits / self.num_parameters
 
+    @property
+    def bits_per_token(self) -> float:
+        """Total memorized bits / scored tokens."""
+        return self.total_bits / max(1, int(self.scored_tokens.sum()))
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per sample: index, scored tokens, model/reference/memorized bits."""
+        """One row per sample: index, id, scored tokens, model/reference/memorized bits."""
+        names = self.ids if self.ids is not None else [str(i) for i in range(self.model_bits.size)]
         return pd.DataFrame(
             {
                 "sample": np.arange(self.model_bits.size),
+                "id": list(names),
                 "tokens": self.scored_tokens,
                 "model_bits": self.model_bits,
                 "reference_bits": self.reference_bits,
@@ -104,10 +117,26 @@ class MemorizationResult:
             "vocab_size": self.vocab_size,
             "num_parameters": self.num_parameters,
             "num_samples": int(self.model_bits.size),
+            "scored_tokens": int(self.scored_tokens.sum()),
             "total_bits": self.total_bits,
             "bits_per_parameter": self.bits_per_parameter,
+            "bits_per_token": self.bits_per_token,
+            "meta": self.meta,
             "samples": records(self.to_frame()),
         }
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON (atomically: a temporary file, then a rename)."""
+        from layerscope.results import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=2)
+        atomic_write(path, lambda h: h.write(text.encode()))
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write the per-sample table as CSV (atomically)."""
+        from layerscope.results import atomic_write
+
+        atomic_write(path, lambda h: h.write(self.to_frame().to_csv(index=False).encode()))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,155 @@
+"""``layerscope memorized MODEL --data docs.jsonl``: how many bits of each document a
+causal LM has memorized (:mod:`layerscope.probes.memorization`; Morris et al. 2025,
+"How much do language models memorize?", arXiv 2505.24832).
+
+bits(x) = max(0, H_ref(x) − H_model(x)): the bits the model saves when coding x, against
+the uniform distribution over the vocabulary (``--reference uniform``, right for
+uniformly random data) or against a reference model directory trained without x (the
+paper's construction for real text). MODEL and the reference are ``transformers``
+causal-LM directories (``save_pretrained``); documents are JSON lines with ``"text"``
+(tokenized with MODEL's tokenizer) or ``"input_ids"``, and an optional ``"id"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from layerscope.cli._io import UserError, stdout, with_progress
+from layerscope.cli._lm_inputs import (
+    add_document_options,
+    check_outputs,
+    check_tokenizers,
+    device,
+    load_causal_lm,
+    read_documents,
+    tokenize,
+    vocab_size,
+)
+
+if TYPE_CHECKING:
+    from layerscope.probes.memorization import MemorizationResult
+
+
+def add_memorized_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``layerscope memorized`` sub-command."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "memorized",
+        help="bits of each document a causal LM memorized, against a uniform or "
+        "reference model (arXiv 2505.24832)",
+    )
+    p.add_argument("model", help="a transformers causal-LM directory")
+    add_document_options(
+        p,
+        "--data",
+        "write results to FILE (.json: summary and every document; .csv: the documents)",
+    )
+    p.add_argument(
+        "--reference",
+        default="uniform",
+        metavar="DIR|uniform",
+        help="what the model's code lengths are compared with: 'uniform' over the "
+        "vocabulary (random data; default) or a causal-LM directory trained without the data",
+    )
+    p.add_argument(
+        "--bos-token-id",
+        type=int,
+        metavar="ID",
+        help="prefix each document with this token and score all its tokens "
+        "(default: score tokens 2..n, as the causal-LM loss does)",
+    )
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="documents a pass (16)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="documents shown (10)")
+    p.set_defaults(func=cmd_memorized)
+    return p
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Bad options fail before any model is loaded."""
+    check_outputs(args.out, "memorized")
+    for flag, value, least in (
+        ("--batch-size", args.batch_size, 1),
+        ("--top", args.top, 1),
+        ("--max-length", args.max_length, 2 if args.bos_token_id is None else 1),
+    ):
+        if value < least:
+            raise UserError(f"{flag} must be >= {least}, got {value}")
+
+
+def cmd_memorized(args: argparse.Namespace) -> int:
+    """Load, measure, write ``--out`` files, print the summary and the top documents."""
+    from layerscope.probes.memorization import memorized_bits
+
+    _check_options(args)
+    docs = read_documents(args.data, args.text_field, "--data")
+    uniform = args.reference == "uniform"
+    tokenizer = check_tokenizers(args.model, args.model if uniform else args.reference)
+    where = device(args.device)
+    model = load_causal_lm(args.model, where)
+    reference: Any = "uniform" if uniform else load_causal_lm(args.reference, where)
+    vocab = vocab_size(model)
+    if args.bos_token_id is not None and not 0 <= args.bos_token_id < vocab:
+        raise UserError(f"--bos-token-id {args.bos_token_id}: outside the vocabulary ({vocab})")
+    shortest = 1 if args.bos_token_id is not None else 2
+    ids = tokenize(
+        docs, tokenizer, model=args.model, source=args.data, max_length=args.max_length,
+        vocab=vocab, shortest=shortest,
+    )  # fmt: skip
+    try:
+        result = with_progress(
+            args,
+            "memorized",
+            lambda progress: memorized_bits(
+                model,
+                ids,
+                reference=reference,
+                bos_token_id=args.bos_token_id,
+                batch_size=args.batch_size,
+                progress=progress,
+            ),
+        )
+    except ValueError as exc:  # e.g. a reference of another vocabulary
+        raise UserError(f"{args.reference}: {exc}") from exc
+    meta = {"model": args.model, "data": args.data, "reference": args.reference}
+    result = replace(result, ids=tuple(d for d, _ in docs), meta=meta)
+    for path in args.out:
+        (result.to_json if path.lower().endswith(".json") else result.to_csv)(path)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(result.to_frame().to_csv(index=False), end="")
+    elif not args.quiet:
+        render(result, args.top)
+    return 0
+
+
+def render(result: MemorizationResult, top: int) -> None:
+    """The totals, then the ``top`` documents with the most memorized bits."""
+    console = stdout()
+    console.print(
+        f"{escape(str(result.meta.get('model', 'model')))}: "
+        f"{result.total_bits:,.1f} bits memorized of {result.model_bits.size} documents "
+        f"({int(result.scored_tokens.sum()):,} scored tokens; reference "
+        f"{escape(str(result.meta.get('reference', result.reference)))}): "
+        f"{result.bits_per_token:.3f} bits/token, "
+        f"{result.bits_per_parameter:.3g} bits/parameter",
+        highlight=False,
+    )
+    frame = result.to_frame().sort_values(["memorized_bits", "sample"], ascending=[False, True])
+    table = Table(title=f"the {min(top, len(frame))} most memorized", header_style="bold")
+    for column in ("id", "scored tokens", "model bits", "reference bits", "memorized bits"):
+        table.add_column(column, justify="left" if column == "id" else "right")
+    for row in frame.head(top).to_dict(orient="records"):
+        table.add_row(
+            escape(str(row["id"])),
+            str(row["tokens"]),
+            f"{row['model_bits']:.1f}",
+            f"{row['reference_bits']:.1f}",
+            f"{row['memorized_bits']:.1f}",
+        )
+    console.print(table)
