@@ -79,7 +79,11 @@ def test_full_finetune_with_text_candidates_writes_json_and_csv(
     [
         ({"schema_version": 2, "kind": "attribution", "selected": []}, [], "not a complete"),
         ({"schema_version": 7, "kind": "attribution"}, [], "unsupported schema version 7"),
-        ({"schema_version": 2, "kind": "llc"}, [], "expected a scan, compare or attribution"),
+        (
+            {"schema_version": 2, "kind": "llc"},
+            [],
+            "expected a scan, compare, attribution or memorization",
+        ),
         ({"schema_version": 2, "kind": "attribution"}, ["--fail-on", "ok>0"], "not attribution"),
     ],
 )

@@ -140,3 +140,37 @@ def test_a_short_document_is_named(dirs: dict[str, Path], tmp_path: Path) -> Non
     bad.write_text(json.dumps({"id": "tiny", "input_ids": [5]}) + "\n")
     assert _run(dirs["tuned"], "--data", bad, "-q") == 2
     assert _run(dirs["tuned"], "--data", bad, "--bos-token-id", "0", "-q") == 0
+
+
+def test_html_page_and_report_from_the_saved_json_are_the_same(
+    dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    js, page = tmp_path / "m.json", tmp_path / "page.html"
+    args = (dirs["tuned"], "--data", dirs["texts"], "--reference", dirs["base"], "-q")
+    assert _run(*args, "-o", js, "--html", page) == 0
+    html = page.read_text()
+    assert "layerscope memorized" in html and fx.text(fx.documents()[fx.TRUE[0]])[:40] in html
+    assert main(["report", str(js), "-q"]) == 0  # next to the input, as m.html
+    assert (tmp_path / "m.html").read_text() == html
+    from layerscope.probes.memorization import MemorizationResult
+
+    back = MemorizationResult.from_json(js)
+    assert back.to_dict() == json.loads(js.read_text())  # the round trip is exact
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"schema_version": 1, "kind": "memorization", "samples": []}, "not a complete"),
+        ({"schema_version": 9, "kind": "memorization"}, "unsupported schema version 9"),
+    ],
+)
+def test_a_bad_saved_result_is_a_one_line_report_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: dict[str, Any], message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(content))
+    assert main(["report", str(bad), "-q"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and "bad.json" in errors[0]
+    assert not (tmp_path / "bad.html").exists()

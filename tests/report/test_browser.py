@@ -195,3 +195,31 @@ def test_attribution_report_in_chromium(browser: Any, tmp_path: Path, artifacts:
     assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == [ids[i] for i in picks]
     assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == documents[0]
     browser.save_screenshot(str(artifacts / "attribution-report.png"))
+
+
+def test_memorization_report_in_chromium(browser: Any, tmp_path: Path, artifacts: Path) -> None:
+    import numpy as np
+    from selenium.webdriver.common.by import By
+
+    from layerscope.probes.memorization import MemorizationResult
+    from layerscope.report.html.memorization_view import memorization_html
+
+    rng = np.random.default_rng(0)
+    reference = np.full(60, 138.0)
+    model = reference - np.maximum(0.0, rng.normal(0.0, 30.0, size=60))
+    tokens = np.full(60, 23, dtype=np.int64)
+    ids = tuple(f"<i>doc {i}</i>" for i in range(60))
+    texts = tuple(f"text of document {i}" for i in range(60))
+    meta = {"model": "tuned/", "reference": "base/"}
+    result = MemorizationResult(model, reference, tokens, "GPT2", 64, 1000, ids, meta, texts)
+    write_html(tmp_path / "memorized.html", memorization_html(result))
+    browser.get((tmp_path / "memorized.html").resolve().as_uri())
+    assert _errors(browser) == []
+    chart = browser.find_element(By.CSS_SELECTOR, "#documents svg")
+    assert chart.size["width"] > 300 and chart.size["height"] > 100
+    assert len(chart.find_elements(By.CSS_SELECTOR, "circle.v-traps")) == 20
+    rows = browser.find_elements(By.CSS_SELECTOR, "#most-memorized tbody tr")
+    most = np.argsort(-result.memorized_bits, kind="stable")[:20]
+    assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == [ids[i] for i in most]
+    assert rows[0].find_elements(By.TAG_NAME, "td")[6].text == texts[most[0]]
+    browser.save_screenshot(str(artifacts / "memorization-report.png"))

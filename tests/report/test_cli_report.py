@@ -95,7 +95,10 @@ def test_track_html(tmp_path: Path) -> None:
     [
         (["report", "{tmp}/missing.json"], "no such file"),
         (["report", "{tmp}/garbage.txt"], "neither a layerscope JSON result nor a run store"),
-        (["report", "{tmp}/diff.json"], "expected a scan, compare or attribution result"),
+        (
+            ["report", "{tmp}/diff.json"],
+            "expected a scan, compare, attribution or memorization result",
+        ),
         (["report", "{tmp}/partial.json"], "not a complete scan result"),
         (["report", "{db}"], "2 runs in this store; choose one with --run"),
         (["report", "{db}", "--run", "nope"], "no run 'nope' in this store"),

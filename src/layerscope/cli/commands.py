@@ -112,6 +112,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         from layerscope.cli.attribute import report_attribution
 
         return report_attribution(args, source, gate_rules)
+    if kind == "memorization":
+        from layerscope.cli.memorized import report_memorization
+
+        return report_memorization(args, source, gate_rules)
     try:
         result = (ScanResult if kind == "scan" else CompareResult).from_json(source)
     except KeyError as exc:
@@ -130,8 +134,8 @@ def _file_name(text: str) -> str:
 
 
 def _result_kind(path: Path) -> str:
-    """``scan``, ``compare`` or ``attribution``, from a saved result's ``kind``; UserError
-    otherwise."""
+    """``scan``, ``compare``, ``attribution`` or ``memorization``, from a saved result's
+    ``kind``; UserError otherwise."""
     import json
 
     try:
@@ -141,11 +145,12 @@ def _result_kind(path: Path) -> str:
             f"{path}: neither a layerscope JSON result nor a run store ({exc})"
         ) from exc
     kind = data.get("kind", "scan") if isinstance(data, dict) else None
-    if kind == "attribution":
-        return "attribution"
+    if kind in ("attribution", "memorization"):
+        return str(kind)
     if kind not in ("scan", "compare") or "layers" not in data:
         raise UserError(
-            f"{path}: expected a scan, compare or attribution result, found kind {kind!r}"
+            f"{path}: expected a scan, compare, attribution or memorization result, "
+            f"found kind {kind!r}"
         )
     return str(kind)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from layerscope.cli._io import UserError, stdout, with_progress
+from layerscope.cli._io import UserError, check_html, html_report, stdout, with_progress
 from layerscope.cli._lm_inputs import (
     add_document_options,
     check_outputs,
@@ -65,6 +66,8 @@ def add_memorized_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=16, metavar="B", help="documents a pass (16)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="documents shown (10)")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    p.add_argument("--open", action="store_true", help="open the HTML page in a browser")
     p.set_defaults(func=cmd_memorized)
     return p
 
@@ -72,6 +75,7 @@ def add_memorized_parser(sub: Any) -> argparse.ArgumentParser:
 def _check_options(args: argparse.Namespace) -> None:
     """Bad options fail before any model is loaded."""
     check_outputs(args.out, "memorized")
+    check_html(args.html)
     for flag, value, least in (
         ("--batch-size", args.batch_size, 1),
         ("--top", args.top, 1),
@@ -83,6 +87,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def cmd_memorized(args: argparse.Namespace) -> int:
     """Load, measure, write ``--out`` files, print the summary and the top documents."""
+    from layerscope.probes._attribution_result import preview
     from layerscope.probes.memorization import memorized_bits
 
     _check_options(args)
@@ -116,9 +121,11 @@ def cmd_memorized(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. a reference of another vocabulary
         raise UserError(f"{args.reference}: {exc}") from exc
     meta = {"model": args.model, "data": args.data, "reference": args.reference}
-    result = replace(result, ids=tuple(d for d, _ in docs), meta=meta)
+    starts = tuple(preview(content) for _, content in docs)
+    result = replace(result, ids=tuple(d for d, _ in docs), meta=meta, documents=starts)
     for path in args.out:
         (result.to_json if path.lower().endswith(".json") else result.to_csv)(path)
+    html_report(args, lambda: _page(result))
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
     elif args.format == "csv":
@@ -126,6 +133,28 @@ def cmd_memorized(args: argparse.Namespace) -> int:
     elif not args.quiet:
         render(result, args.top)
     return 0
+
+
+def report_memorization(args: argparse.Namespace, source: Path, gate_rules: list[Any]) -> int:
+    """``layerscope report memorized.json``: the page ``--html`` writes, from a saved result."""
+    from layerscope.probes.memorization import MemorizationResult
+
+    if gate_rules:
+        raise UserError(
+            f"{source}: --fail-on/--policy apply to scan and compare results, not memorization"
+        )
+    try:
+        result = MemorizationResult.from_json(source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    html_report(args, lambda: _page(result))
+    return 0
+
+
+def _page(result: MemorizationResult) -> str:
+    from layerscope.report.html.memorization_view import memorization_html
+
+    return memorization_html(result)
 
 
 def render(result: MemorizationResult, top: int) -> None:
