@@ -30,6 +30,13 @@ def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "tuned": fx.save(fx.finetune(base, docs[list(fx.TRUE)], steps=60), root / "tuned", tok),
         "other_tok": fx.save(base, root / "other_tok", fx.tokenizer(unknown="[UNK]")),
     }
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"])
+    config.fan_in_fan_out = True
+    lora = fx.finetune(peft.get_peft_model(fx.tiny_gpt2(), config), docs[list(fx.TRUE)], steps=30)
+    lora.save_pretrained(root / "adapter")
+    lora.merge_and_unload().save_pretrained(root / "merged")  # PEFT's own merge, the reference
+    out |= {"adapter": root / "adapter", "merged": root / "merged"}
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(vocab_size=80, n_positions=32, n_embd=32, n_layer=1, n_head=2)
     out["vocab80"] = fx.save(transformers.GPT2LMHeadModel(config), root / "vocab80")
@@ -94,6 +101,18 @@ def test_a_reference_model_gives_the_gain_over_it(
     assert frame["memorized_bits"].to_numpy() == pytest.approx(gain, rel=1e-4, abs=1e-3)
     assert frame["id"].tolist() == list(range(fx.NUM_DOCS))  # named by position
     assert gain[list(fx.TRUE)].min() > np.delete(gain, fx.TRUE).max()
+
+
+def test_a_lora_adapter_is_merged_into_its_base(
+    dirs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = (dirs["adapter"], "--data", dirs["texts"], "--reference", dirs["base"])
+    assert _run(*args, "--format", "json") == 0
+    frame = pd.DataFrame(json.loads(capsys.readouterr().out)["samples"])
+    assert frame["model_bits"].to_numpy() == pytest.approx(_hf_bits(dirs["merged"]), rel=1e-5)
+    assert set(frame.nlargest(4, "memorized_bits")["sample"]) == set(fx.TRUE)
+    assert _run(dirs["adapter"], "--data", dirs["ids"]) == 2  # uniform: no base to merge into
+    assert "is a PEFT adapter: give its base model as --reference" in capsys.readouterr().err
 
 
 def test_a_bos_token_scores_every_token(

@@ -179,3 +179,41 @@ def device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     return name
+
+
+def load_delta(base: nn.Module, tuned: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Δ from a fine-tuned model directory or a PEFT LoRA adapter directory, and the
+    LoRA tangent bases (none for a full fine-tune)."""
+    from layerscope.adapters import SourceError
+    from layerscope.adapters.hf_dir import open_hf_dir
+    from layerscope.adapters.peft import CONFIG_NAME, is_adapter_dir, open_lora
+    from layerscope.probes.attribution import delta_from_lora, delta_from_weights
+
+    path = Path(tuned)
+    if not path.is_dir():
+        raise UserError(f"{tuned}: not a directory (expected a model or PEFT adapter directory)")
+    try:
+        if is_adapter_dir(path):
+            config = json.loads((path / CONFIG_NAME).read_text())
+            fan_in_fan_out = bool(config.get("fan_in_fan_out", False))
+            factors = open_lora(path)
+            return delta_from_lora(base, factors, fan_in_fan_out=fan_in_fan_out, where=tuned)
+        return delta_from_weights(base, open_hf_dir(path), where=tuned), {}
+    except SourceError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def with_adapter(base: nn.Module, adapter: str) -> nn.Module:
+    """A copy of ``base`` with a PEFT LoRA adapter's update merged in: W + Δ, Δ = s·B·A
+    per target (:func:`load_delta`), what PEFT's ``merge_and_unload`` computes."""
+    import copy
+
+    import torch
+
+    delta, _ = load_delta(base, adapter)
+    merged = copy.deepcopy(base)
+    params = dict(merged.named_parameters())
+    with torch.no_grad():
+        for name, update in delta.items():
+            params[name].add_(update.to(params[name].dtype))
+    return merged

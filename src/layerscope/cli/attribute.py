@@ -25,15 +25,13 @@ from layerscope.cli._lm_inputs import (
     check_tokenizers,
     device,
     load_causal_lm,
+    load_delta,
     read_documents,
     tokenize,
     vocab_size,
 )
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
     from layerscope.probes.attribution import AttributionResult
 
 
@@ -75,28 +73,6 @@ def add_attribute_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- inputs
-
-
-def load_delta(base: nn.Module, tuned: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Δ from a fine-tuned model directory or a PEFT LoRA adapter directory, and the
-    LoRA tangent bases (none for a full fine-tune)."""
-    from layerscope.adapters import SourceError
-    from layerscope.adapters.hf_dir import open_hf_dir
-    from layerscope.adapters.peft import CONFIG_NAME, is_adapter_dir, open_lora
-    from layerscope.probes.attribution import delta_from_lora, delta_from_weights
-
-    path = Path(tuned)
-    if not path.is_dir():
-        raise UserError(f"{tuned}: not a directory (expected a model or PEFT adapter directory)")
-    try:
-        if is_adapter_dir(path):
-            config = json.loads((path / CONFIG_NAME).read_text())
-            fan_in_fan_out = bool(config.get("fan_in_fan_out", False))
-            factors = open_lora(path)
-            return delta_from_lora(base, factors, fan_in_fan_out=fan_in_fan_out, where=tuned)
-        return delta_from_weights(base, open_hf_dir(path), where=tuned), {}
-    except SourceError as exc:
-        raise UserError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- the command

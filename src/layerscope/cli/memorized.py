@@ -31,9 +31,12 @@ from layerscope.cli._lm_inputs import (
     read_documents,
     tokenize,
     vocab_size,
+    with_adapter,
 )
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from layerscope.probes.memorization import MemorizationResult
 
 
@@ -44,7 +47,11 @@ def add_memorized_parser(sub: Any) -> argparse.ArgumentParser:
         help="bits of each document a causal LM memorized, against a uniform or "
         "reference model (arXiv 2505.24832)",
     )
-    p.add_argument("model", help="a transformers causal-LM directory")
+    p.add_argument(
+        "model",
+        help="a transformers causal-LM directory, or a PEFT LoRA adapter (with --reference "
+        "its base model)",
+    )
     add_document_options(
         p,
         "--data",
@@ -85,6 +92,18 @@ def _check_options(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} must be >= {least}, got {value}")
 
 
+def _load_model(path: str, reference: Any, where: str) -> nn.Module:
+    """MODEL: a causal-LM directory, or a PEFT LoRA adapter merged into the reference
+    (its base model), which must then be a directory."""
+    from layerscope.adapters.peft import is_adapter_dir
+
+    if not is_adapter_dir(Path(path)):
+        return load_causal_lm(path, where)
+    if isinstance(reference, str):
+        raise UserError(f"{path} is a PEFT adapter: give its base model as --reference DIR")
+    return with_adapter(reference, path)
+
+
 def cmd_memorized(args: argparse.Namespace) -> int:
     """Load, measure, write ``--out`` files, print the summary and the top documents."""
     from layerscope.probes._attribution_result import preview
@@ -94,9 +113,11 @@ def cmd_memorized(args: argparse.Namespace) -> int:
     docs = read_documents(args.data, args.text_field, "--data")
     uniform = args.reference == "uniform"
     tokenizer = check_tokenizers(args.model, args.model if uniform else args.reference)
+    if tokenizer is None and not uniform:  # an adapter without one reads as its base does
+        tokenizer = check_tokenizers(args.reference, args.model)
     where = device(args.device)
-    model = load_causal_lm(args.model, where)
     reference: Any = "uniform" if uniform else load_causal_lm(args.reference, where)
+    model = _load_model(args.model, reference, where)
     vocab = vocab_size(model)
     if args.bos_token_id is not None and not 0 <= args.bos_token_id < vocab:
         raise UserError(f"--bos-token-id {args.bos_token_id}: outside the vocabulary ({vocab})")
