@@ -54,8 +54,8 @@ def test_dash_o_is_out_everywhere() -> None:
                 assert action.metavar == "FILE", path
                 seen.append(path[0])
     assert sorted(seen) == [
-        "attribute", "compare", "correlate", "diff", "llc", "plan", "prune", "report", "scan",
-        "smooth", "survey",
+        "attribute", "compare", "correlate", "diff", "llc", "memorized", "plan", "prune",
+        "report", "scan", "smooth", "survey",
     ]  # fmt: skip
 
 
