@@ -14,7 +14,7 @@ writing leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +68,23 @@ def restore(
     """Load ``path`` into the freshly built run; its state. The configs must match."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        saved = payload["configs"]
+        saved = list(payload["configs"])
     except Exception as exc:  # any unreadable file gets the same one line
         why = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: not a capacity checkpoint ({why})") from None
-    # The device may change between sessions (start on a CPU, go on on a GPU).
-    saved = [{k: v for k, v in c.items() if k != "device"} for c in saved]
-    wanted = [{k: v for k, v in asdict(c).items() if k != "device"} for c in configs]
-    if saved != wanted:
-        diff = _difference(saved, wanted)
-        raise CheckpointError(f"{path}: saved for another run ({diff}); use another directory")
+    if len(saved) != len(configs):
+        raise CheckpointError(
+            f"{path}: saved for another run ({len(saved)} models ≠ {len(configs)}); "
+            "use another directory"
+        )
+    for old, config in zip(saved, configs, strict=True):
+        was, now = _settings(config, old), _settings(config, asdict(config))
+        if was != now:
+            key = next(k for k in now if was[k] != now[k])
+            raise CheckpointError(
+                f"{path}: saved for another run ({key} {was[key]} ≠ {now[key]}); "
+                "use another directory"
+            )
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(payload["params"][n])
@@ -87,12 +94,8 @@ def restore(
     return State(**state)
 
 
-def _difference(saved: list[dict[str, Any]], wanted: list[dict[str, Any]]) -> str:
-    """The first setting that differs, as ``name saved ≠ wanted``."""
-    if len(saved) != len(wanted):
-        return f"{len(saved)} models ≠ {len(wanted)}"
-    for old, new in zip(saved, wanted, strict=True):
-        for key in new:
-            if old.get(key) != new[key]:
-                return f"{key} {old.get(key)} ≠ {new[key]}"
-    return "settings differ"
+def _settings(config: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run is keyed by: every field of ``config``'s class, a field the
+    checkpoint predates read as its default (a new option defaults to the old behaviour,
+    as ``clip`` = 0 did), the device left out (a run may go on on a GPU)."""
+    return {f.name: values.get(f.name, f.default) for f in fields(config) if f.name != "device"}

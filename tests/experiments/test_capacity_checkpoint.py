@@ -95,6 +95,8 @@ def test_a_checkpoint_of_another_run_is_refused_in_one_line(tmp_path: Path) -> N
         cap.train_group(_cfgs(max_steps=600), None, where)
     with pytest.raises(ckpt.CheckpointError, match=r"samples 4 ≠ 5"):
         cap.train_group([replace(c, samples=c.samples + 1) for c in _cfgs()], None, where)
+    with pytest.raises(ckpt.CheckpointError, match=r"2 models ≠ 1"):
+        cap.train_group(_cfgs()[:1], None, where)
     broken = tmp_path / "broken.pt"
     broken.write_text("not a checkpoint")
     with pytest.raises(ckpt.CheckpointError, match=r"broken\.pt: not a capacity checkpoint \("):
@@ -116,3 +118,15 @@ def test_a_time_limit_needs_a_checkpoint(capsys: pytest.CaptureFixture[str]) -> 
     assert "--time-limit needs --checkpoint-dir" in capsys.readouterr().err
     with pytest.raises(ValueError, match="a time limit needs a checkpoint"):
         cap.train_group(_cfgs(), time_limit=1.0)
+
+
+def test_a_checkpoint_older_than_a_setting_reads_it_as_its_default(tmp_path: Path) -> None:
+    where = tmp_path / "run.pt"
+    assert cap.train_group(_cfgs(clip=0.0), None, where, time_limit=0.0) is None
+    payload = torch.load(where, weights_only=True)
+    for config in payload["configs"]:
+        del config["clip"]  # written before --clip existed
+    torch.save(payload, where)
+    assert cap.train_group(_cfgs(clip=0.0), None, where, time_limit=0.0) is None  # goes on
+    with pytest.raises(ckpt.CheckpointError, match=r"clip 0\.0 ≠ 1\.0"):
+        cap.train_group(_cfgs(clip=1.0), None, where)
