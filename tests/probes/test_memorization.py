@@ -13,6 +13,7 @@ from scipy.special import log_softmax
 from torch import nn
 
 from _toy_lms import Unigram
+from layerscope.probes import memorization
 from layerscope.probes.memorization import memorized_bits
 from layerscope.scan import ProgressEvent
 
@@ -86,6 +87,22 @@ def test_bigram_model_against_a_bigram_reference_with_ragged_lengths() -> None:
     assert result.scored_tokens.tolist() == [4, 8, 4, 1, 8, 8, 4]
     assert result.reference == "Bigram"
     assert events[-1].done == events[-1].total == 5  # lengths 2 | 5 5 | 5 | 9 9 | 9
+
+
+@pytest.mark.parametrize("chunk", [1, 2 * 3 * V, 4 * 3 * V])  # 1, 2 and 4 positions
+def test_chunked_cross_entropy_matches_the_closed_form(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Chunks of at most `chunk` logits, 3 samples x V = 33 per position (at least one
+    # position): 11 scored positions in chunks of 1, 2 or 4, the last one shorter.
+    monkeypatch.setattr(memorization, "CHUNK_ELEMENTS", chunk)
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(V, V, generator=gen, dtype=torch.float64) * 2
+    data = torch.randint(0, V, (3, 10), generator=gen)
+    result = memorized_bits(Bigram(table), data, bos_token_id=4)
+    with_bos = torch.cat([torch.full((3, 1), 4), data], dim=1).numpy()
+    expect = [_bigram_bits(table.numpy(), x) for x in with_bos]
+    np.testing.assert_allclose(result.model_bits, expect, rtol=1e-12)
 
 
 def _tiny_gpt2(vocab: int = 32, seed: int = 0) -> nn.Module:
