@@ -1,8 +1,10 @@
-"""One markdown renderer for the experiments' summary tables."""
+"""One markdown renderer for the experiments' summary tables, and one figure writer."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -24,3 +26,14 @@ def markdown(frame: pd.DataFrame, fmt: str = ".3g") -> str:
     rows = frame.astype(object).itertuples(index=False)
     lines += ["| " + " | ".join(_cell(v, fmt) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def save_figure(fig: Any, out: Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure to ``out`` through a temporary file and a rename (no
+    half-written figure), then close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = out.with_suffix(".tmp" + out.suffix)
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(out)
+    plt.close(fig)

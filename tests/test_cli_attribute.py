@@ -84,7 +84,7 @@ def test_full_finetune_with_text_candidates_writes_json_and_csv(
             [],
             "expected a scan, compare, attribution or memorization",
         ),
-        ({"schema_version": 2, "kind": "attribution"}, ["--fail-on", "ok>0"], "not attribution"),
+        ({"schema_version": 2, "kind": "attribution"}, ["--fail-on", "ok>0"], "results only"),
     ],
 )
 def test_report_of_a_bad_attribution_file_is_one_line(

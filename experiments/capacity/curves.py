@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.tables import markdown
+from experiments.tables import markdown, save_figure
 
 # One run: its model, data set, seed and recipe. A trace line's "lr" is the rate of its
 # step (the schedule's), so the peak rate is not part of the key; the width sets it here.
@@ -108,10 +108,7 @@ def plot(lines: pd.DataFrame, out: Path) -> None:
     axes[0][0].set(ylabel="memorized bits / parameter")
     fig.suptitle("memorized bits per parameter during each run (open circle: still running)")
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(out)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

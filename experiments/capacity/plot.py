@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.tables import markdown
+from experiments.tables import markdown, save_figure
 
 PAPER_BITS_PER_PARAM = 3.6
 # Rows that agree on the model's shape and the training recipe are seeds and N of one
@@ -172,10 +172,7 @@ def plot(rows: pd.DataFrame, table: pd.DataFrame, out: Path) -> None:
     right.set(xlabel="parameters", ylabel="plateau (bits)", title="capacity vs parameters")
     right.legend(fontsize=8)
     fig.tight_layout()
-    tmp = out.with_suffix(".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(out)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

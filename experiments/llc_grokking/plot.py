@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from experiments.tables import markdown
+from experiments.tables import markdown, save_figure
 
 
 def summary(runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -78,8 +78,7 @@ def plot(runs: dict[str, pd.DataFrame], out: Path) -> None:
     axes[1, 0].legend(loc="center right", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -219,6 +219,19 @@ def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     return data
 
 
+def check_header(data: Any, kind: str, versions: tuple[int, ...], where: str) -> None:
+    """A saved result's ``kind`` and ``schema_version``; ``ValueError`` naming ``where``."""
+    article = "an" if kind[0] in "aeiou" else "a"
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        found = data.get("kind") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{where}: expected {article} {kind} result, found kind {found!r}")
+    if data.get("schema_version") not in versions:
+        raise ValueError(
+            f"{where}: unsupported schema version {data.get('schema_version')!r} of "
+            f"{article} {kind} result (this layerscope reads {versions})"
+        )
+
+
 class TableResult:
     """Shared writers of results whose main content is the ``layers`` table."""
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from layerscope.cli._io import UserError
+import pandas as pd
+
+from layerscope.cli._io import UserError, html_report
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +41,54 @@ def add_document_options(p: argparse.ArgumentParser, flag: str, out_help: str) -
     )
     p.add_argument("--out", "-o", action="append", default=[], metavar="FILE", help=out_help)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
+
+
+class DocumentResult(Protocol):
+    """What ``attribute`` and ``memorized`` return: plain data with JSON and CSV forms."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+    def to_frame(self) -> pd.DataFrame: ...
+    def to_json(self, path: str) -> None: ...
+    def to_csv(self, path: str) -> None: ...
+
+
+def emit_result(
+    args: argparse.Namespace,
+    result: DocumentResult,
+    page: Callable[[], str],
+    render: Callable[[], None],
+) -> None:
+    """Write every ``--out`` (.json or .csv) and the ``--html`` page, then print the
+    result in ``--format`` (``table``: ``render()``, unless ``--quiet``)."""
+    for path in args.out:
+        (result.to_json if path.lower().endswith(".json") else result.to_csv)(path)
+    html_report(args, page)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(result.to_frame().to_csv(index=False), end="")
+    elif not args.quiet:
+        render()
+
+
+def report_saved(
+    args: argparse.Namespace,
+    source: Path,
+    gate_rules: list[Any],
+    read: Callable[[Path], Any],
+    page: Callable[[Any], str],
+) -> int:
+    """``layerscope report result.json`` of a saved attribution or memorization result:
+    the page its ``--html`` writes, read back with ``read`` (a ``ValueError`` naming the
+    file is the one-line error)."""
+    if gate_rules:
+        raise UserError(f"{source}: --fail-on/--policy apply to scan and compare results only")
+    try:
+        result = read(source)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    html_report(args, lambda: page(result))
+    return 0
 
 
 def check_outputs(paths: list[str], command: str) -> None:

@@ -10,7 +10,6 @@ optional ``"id"``.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from layerscope.cli._io import UserError, check_html, html_report, stdout, with_progress
+from layerscope.cli._io import UserError, check_html, stdout, with_progress
 from layerscope.cli._lm_inputs import (
     add_document_options,
     check_outputs,
     check_tokenizers,
     device,
+    emit_result,
     load_causal_lm,
     load_delta,
     read_documents,
+    report_saved,
     tokenize,
     vocab_size,
 )
@@ -112,18 +113,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     meta = {"base": args.base, "tuned": args.tuned, "candidates": args.candidates}
     documents = [preview(docs[i][1]) for i in result.selected.tolist()]
     result = replace(result, meta={**meta, **result.meta}, documents=documents)
-    for path in args.out:
-        if path.lower().endswith(".json"):
-            result.to_json(path)
-        else:
-            result.to_csv(path)
-    html_report(args, lambda: _page(result))
-    if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2))
-    elif args.format == "csv":
-        print(result.to_frame().to_csv(index=False), end="")
-    elif not args.quiet:
-        render(result)
+    emit_result(args, result, lambda: _page(result), lambda: render(result))
     return 0
 
 
@@ -131,16 +121,7 @@ def report_attribution(args: argparse.Namespace, source: Path, gate_rules: list[
     """``layerscope report ranked.json``: the page ``--html`` writes, from a saved result."""
     from layerscope.probes.attribution import AttributionResult
 
-    if gate_rules:
-        raise UserError(
-            f"{source}: --fail-on/--policy apply to scan and compare results, not attribution"
-        )
-    try:
-        result = AttributionResult.from_json(source)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    html_report(args, lambda: _page(result))
-    return 0
+    return report_saved(args, source, gate_rules, AttributionResult.from_json, _page)
 
 
 def _page(result: AttributionResult) -> str:

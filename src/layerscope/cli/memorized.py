@@ -13,7 +13,6 @@ causal-LM directories (``save_pretrained``); documents are JSON lines with ``"te
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,14 +20,16 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from layerscope.cli._io import UserError, check_html, html_report, stdout, with_progress
+from layerscope.cli._io import UserError, check_html, stdout, with_progress
 from layerscope.cli._lm_inputs import (
     add_document_options,
     check_outputs,
     check_tokenizers,
     device,
+    emit_result,
     load_causal_lm,
     read_documents,
+    report_saved,
     tokenize,
     vocab_size,
     with_adapter,
@@ -144,15 +145,7 @@ def cmd_memorized(args: argparse.Namespace) -> int:
     meta = {"model": args.model, "data": args.data, "reference": args.reference}
     starts = tuple(preview(content) for _, content in docs)
     result = replace(result, ids=tuple(d for d, _ in docs), meta=meta, documents=starts)
-    for path in args.out:
-        (result.to_json if path.lower().endswith(".json") else result.to_csv)(path)
-    html_report(args, lambda: _page(result))
-    if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2))
-    elif args.format == "csv":
-        print(result.to_frame().to_csv(index=False), end="")
-    elif not args.quiet:
-        render(result, args.top)
+    emit_result(args, result, lambda: _page(result), lambda: render(result, args.top))
     return 0
 
 
@@ -160,16 +153,7 @@ def report_memorization(args: argparse.Namespace, source: Path, gate_rules: list
     """``layerscope report memorized.json``: the page ``--html`` writes, from a saved result."""
     from layerscope.probes.memorization import MemorizationResult
 
-    if gate_rules:
-        raise UserError(
-            f"{source}: --fail-on/--policy apply to scan and compare results, not memorization"
-        )
-    try:
-        result = MemorizationResult.from_json(source)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    html_report(args, lambda: _page(result))
-    return 0
+    return report_saved(args, source, gate_rules, MemorizationResult.from_json, _page)
 
 
 def _page(result: MemorizationResult) -> str:

@@ -75,14 +75,9 @@ class AttributionResult:
     def from_dict(cls, data: Any, where: str = "attribution result") -> AttributionResult:
         """Inverse of :meth:`to_dict` (schema versions 1 and 2); ``ValueError`` naming
         ``where`` and what is wrong otherwise."""
-        if not isinstance(data, dict) or data.get("kind") != "attribution":
-            kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{where}: expected an attribution result, found kind {kind!r}")
-        if data.get("schema_version") not in READABLE_VERSIONS:
-            raise ValueError(
-                f"{where}: unsupported schema version {data.get('schema_version')!r} of an "
-                f"attribution result (this layerscope reads {READABLE_VERSIONS})"
-            )
+        from layerscope.results import check_header
+
+        check_header(data, "attribution", READABLE_VERSIONS, where)
         try:
             alignment = np.asarray(data["alignment"], dtype=np.float64).reshape(-1)
             rows = list(data["selected"])

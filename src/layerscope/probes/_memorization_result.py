@@ -103,14 +103,9 @@ class MemorizationResult:
     @classmethod
     def from_dict(cls, data: Any, where: str = "memorization result") -> MemorizationResult:
         """Inverse of :meth:`to_dict`; ``ValueError`` naming ``where`` and what is wrong."""
-        if not isinstance(data, dict) or data.get("kind") != "memorization":
-            kind = data.get("kind") if isinstance(data, dict) else type(data).__name__
-            raise ValueError(f"{where}: expected a memorization result, found kind {kind!r}")
-        if data.get("schema_version") not in READABLE_VERSIONS:
-            raise ValueError(
-                f"{where}: unsupported schema version {data.get('schema_version')!r} of a "
-                f"memorization result (this layerscope reads {READABLE_VERSIONS})"
-            )
+        from layerscope.results import check_header
+
+        check_header(data, "memorization", READABLE_VERSIONS, where)
         try:
             rows = list(data["samples"])
             model = np.array([float(r["model_bits"]) for r in rows], dtype=np.float64)
