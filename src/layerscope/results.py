@@ -219,6 +219,14 @@ def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     return data
 
 
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """The parsed content of a saved result file; ``ValueError`` naming it if unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON result ({exc})") from exc
+
+
 def check_header(data: Any, kind: str, versions: tuple[int, ...], where: str) -> None:
     """A saved result's ``kind`` and ``schema_version``; ``ValueError`` naming ``where``."""
     article = "an" if kind[0] in "aeiou" else "a"

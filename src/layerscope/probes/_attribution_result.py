@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,11 +101,9 @@ class AttributionResult:
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> AttributionResult:
         """Read a file written by :meth:`to_json`."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable JSON result ({exc})") from exc
-        return cls.from_dict(data, str(path))
+        from layerscope.results import load_json
+
+        return cls.from_dict(load_json(path), str(path))
 
     def to_json(self, path: str) -> None:
         """Write :meth:`to_dict` as JSON (atomically)."""
