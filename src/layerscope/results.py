@@ -219,6 +219,16 @@ def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     return data
 
 
+PREVIEW_CHARS = 200  # characters of a document kept in a saved result, for the reports
+
+
+def preview(content: str | list[int]) -> str:
+    """The start of a document for the reports: its text with whitespace collapsed, or
+    its token ids separated by spaces."""
+    text = content if isinstance(content, str) else " ".join(map(str, content))
+    return " ".join(text.split())[:PREVIEW_CHARS]
+
+
 def load_json(path: str | os.PathLike[str]) -> Any:
     """The parsed content of a saved result file; ``ValueError`` naming it if unreadable."""
     try:

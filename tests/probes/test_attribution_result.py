@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from layerscope.probes._attribution_result import PREVIEW_CHARS, AttributionResult, preview
+from layerscope.probes._attribution_result import AttributionResult
+from layerscope.results import PREVIEW_CHARS, preview
 
 HOSTILE = "<script>alert(1)</script>"
 

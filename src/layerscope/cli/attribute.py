@@ -81,8 +81,8 @@ def add_attribute_parser(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Load, rank, write ``--out`` files, print the selection."""
-    from layerscope.probes._attribution_result import preview
     from layerscope.probes.attribution import AttributionOptions, attribute
+    from layerscope.results import preview
 
     check_outputs(args.out, "attribute")
     options = {"top": args.top, "projection_dim": args.projection_dim}

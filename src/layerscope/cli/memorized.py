@@ -107,8 +107,8 @@ def _load_model(path: str, reference: Any, where: str) -> nn.Module:
 
 def cmd_memorized(args: argparse.Namespace) -> int:
     """Load, measure, write ``--out`` files, print the summary and the top documents."""
-    from layerscope.probes._attribution_result import preview
     from layerscope.probes.memorization import memorized_bits
+    from layerscope.results import preview
 
     _check_options(args)
     docs = read_documents(args.data, args.text_field, "--data")

@@ -16,7 +16,6 @@ from numpy.typing import NDArray
 # ("document" in the selection rows). Files of version 1 are still read.
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-PREVIEW_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -117,10 +116,3 @@ class AttributionResult:
         from layerscope.results import atomic_write
 
         atomic_write(path, lambda h: h.write(self.to_frame().to_csv(index=False).encode()))
-
-
-def preview(content: str | list[int]) -> str:
-    """The start of a document for the reports: its text with whitespace collapsed, or
-    its token ids separated by spaces."""
-    text = content if isinstance(content, str) else " ".join(map(str, content))
-    return " ".join(text.split())[:PREVIEW_CHARS]

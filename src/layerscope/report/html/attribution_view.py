@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from layerscope.probes.attribution import AttributionResult
-from layerscope.report.html.page import card, cards, document, figure, fmt, section, simple_table
+from layerscope.report.html.page import (
+    card,
+    cards,
+    document,
+    excerpt,
+    figure,
+    fmt,
+    section,
+    simple_table,
+)
 from layerscope.report.html.svg import Plot, axes, dot, esc, padded, path, svg
-
-PREVIEW_CHARS = 80
 
 
 def _header(result: AttributionResult) -> str:
@@ -63,7 +70,7 @@ def attribution_html(result: AttributionResult) -> str:
     rows = []
     picks = zip(result.selected.tolist(), result.coverage, documents, strict=True)
     for rank, (i, cov, text) in enumerate(picks, 1):
-        shown = " ".join(text.split())[:PREVIEW_CHARS]
+        shown = excerpt(text)
         rows.append([rank, result.ids[i], f"{result.alignment[i]:.3f}", f"{cov:.3f}", shown])
     table = simple_table(rows, ["rank", "id", "alignment", "coverage", "document"])
     note = (

@@ -6,10 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from layerscope.probes._memorization_result import MemorizationResult
-from layerscope.report.html.page import card, cards, document, figure, fmt, section, simple_table
+from layerscope.report.html.page import (
+    card,
+    cards,
+    document,
+    excerpt,
+    figure,
+    fmt,
+    section,
+    simple_table,
+)
 from layerscope.report.html.svg import Plot, axes, dot, esc, padded, path, svg
 
-PREVIEW_CHARS = 80
 TOP = 20  # documents in the table
 
 
@@ -59,7 +67,7 @@ def memorization_html(result: MemorizationResult, top: int = TOP) -> str:
     rows = []
     for rank, i in enumerate(order[:top].tolist(), 1):
         row = frame.iloc[i]
-        shown = " ".join(texts[i].split())[:PREVIEW_CHARS]
+        shown = excerpt(texts[i])
         rows.append(
             [rank, row["id"], int(row["tokens"]), f"{row['model_bits']:.1f}",
              f"{row['reference_bits']:.1f}", f"{row['memorized_bits']:.1f}", shown]

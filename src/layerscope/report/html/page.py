@@ -180,6 +180,11 @@ def simple_table(rows: Iterable[Sequence[object]], header: Sequence[str]) -> str
     return f'<div class="tablewrap">{table}</div>'
 
 
+def excerpt(text: str, chars: int = 80) -> str:
+    """The start of a document for a table cell: whitespace collapsed, ``chars`` long."""
+    return " ".join(text.split())[:chars]
+
+
 def slug(text: str) -> str:
     """A lower-case id made of letters, digits and dashes."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
